@@ -1,0 +1,414 @@
+"""The one shared TOML config.
+
+Precedence, highest first: command-line flag > `TAOSPRSP_<SECTION>_<KEY>` environment variable >
+`--config` file > the defaults declared here (documented, with comments, in `configs/default.toml`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+import sys
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+from urllib.parse import quote, unquote, urlsplit
+
+from taosprsp.datasets import PRECISIONS, identifier
+from taosprsp.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+ENV_PREFIX = "TAOSPRSP_"
+SECRET_KEYS = frozenset({"password"})
+STORE_KINDS = ("auto", "tdengine", "embedded")
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ns|us|ms|s|m|h|d)?\s*$")
+_DURATION_SECONDS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(value: str | int | float, key: str = "duration") -> float:
+    """Seconds in `value`: a number of seconds or a string such as `250ms`, `30s`, `1d`."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{key}: expected a duration such as '250ms' or '1d', got {value!r}")
+    if isinstance(value, (int, float)):
+        return float(value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ConfigError(f"{key}: expected a duration such as '250ms', '30s' or '1d', got {value!r}")
+    return float(match.group(1)) * _DURATION_SECONDS[match.group(2)]
+
+
+@dataclass(frozen=True)
+class TDengineSettings:
+    dsn: str = ""
+    host: str = "127.0.0.1"
+    port: int = 6041
+    user: str = "root"
+    password: str = "taosdata"
+    connect_timeout: str = "1s"
+    retries: int = 1
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    name: str = "power"
+    precision: str = "ms"
+    keep: str = "3650d"
+    wal_retention: str = "1d"
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    kind: str = "auto"
+    path: str = ".taosprsp/embedded.sqlite"
+
+
+@dataclass(frozen=True)
+class DatasetSettings:
+    name: str = "meters"
+    stable: str = ""
+    tables: int = 10
+
+
+@dataclass(frozen=True)
+class ProducerSettings:
+    rate: float = 1000.0
+    batch: int = 250
+    interval: str = ""
+    protocol: str = "stmt2"
+    seed: int = -1
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    feed: str = "auto"
+    interval: str = "100ms"
+    limit: int = 100_000
+    table: str = ""
+    latest_table: str = ""
+    max_message_mb: int = 256
+    ping_interval: str = "10s"
+
+
+@dataclass(frozen=True)
+class ViewerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8081
+    open: bool = True
+    title: str = "taosprsp live dashboard"
+    theme: str = "Pro Dark"
+    layout: str = ""
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    repeats: int = 3
+    rows: int = 200_000
+    batch_sizes: list[int] = field(default_factory=lambda: [100, 1_000, 10_000])
+    latency_rates: list[int] = field(default_factory=lambda: [1_000, 10_000])
+    latency_seconds: float = 5.0
+
+
+@dataclass(frozen=True)
+class StateSettings:
+    dir: str = ".taosprsp"
+
+
+@dataclass(frozen=True)
+class DockerSettings:
+    image: str = "tdengine/tdengine"
+    tag: str = "3.3.7.5"
+    container: str = "taosprsp-tdengine"
+    volume: str = "taosprsp-tdengine-data"
+    wait: str = "60s"
+
+
+@dataclass(frozen=True)
+class Config:
+    """The effective settings of one run."""
+
+    tdengine: TDengineSettings = field(default_factory=TDengineSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    dataset: DatasetSettings = field(default_factory=DatasetSettings)
+    producer: ProducerSettings = field(default_factory=ProducerSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
+    viewer: ViewerSettings = field(default_factory=ViewerSettings)
+    bench: BenchSettings = field(default_factory=BenchSettings)
+    state: StateSettings = field(default_factory=StateSettings)
+    docker: DockerSettings = field(default_factory=DockerSettings)
+    source: str = "defaults"
+
+    @property
+    def stable(self) -> str:
+        """The super table name: `dataset.stable`, or the dataset's own name."""
+        return self.dataset.stable or self.dataset.name
+
+    @property
+    def perspective_table(self) -> str:
+        return self.server.table or self.stable
+
+    @property
+    def latest_table(self) -> str:
+        return self.server.latest_table or f"{self.perspective_table}_latest"
+
+    def replace(self, **sections: Mapping[str, Any]) -> "Config":
+        """A copy with some keys of some sections replaced, validated like a config file."""
+        return load_config(overrides={k: dict(v) for k, v in sections.items()}, base=self)
+
+
+SECTIONS: dict[str, type] = {f.name: typing.get_type_hints(Config)[f.name] for f in dataclasses.fields(Config) if f.name != "source"}
+
+
+def _section_types(section: str) -> dict[str, Any]:
+    return typing.get_type_hints(SECTIONS[section])
+
+
+def _closest(word: str, choices: list[str]) -> str:
+    match = difflib.get_close_matches(word, choices, n=1, cutoff=0.0)
+    return f"; did you mean {match[0]!r}?" if match else ""
+
+
+def _type_name(expected: Any) -> str:
+    origin = typing.get_origin(expected)
+    if origin is list:
+        (item,) = typing.get_args(expected)
+        return f"a list of {item.__name__}"
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}[expected]
+
+
+def _coerce(section: str, key: str, value: Any, expected: Any, where: str, from_text: bool) -> Any:
+    """`value` as `expected`, or a ConfigError naming the key and the expected type."""
+    name = f"{section}.{key}"
+
+    def wrong() -> ConfigError:
+        return ConfigError(f"{name} in {where}: expected {_type_name(expected)}, got {value!r}")
+
+    if from_text:
+        text = str(value).strip()
+        try:
+            if expected is bool:
+                lowered = text.lower()
+                if lowered not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                    raise wrong()
+                return lowered in ("1", "true", "yes", "on")
+            if expected is int:
+                return int(text)
+            if expected is float:
+                return float(text)
+            if typing.get_origin(expected) is list:
+                (item,) = typing.get_args(expected)
+                return [item(part) for part in text.split(",") if part.strip()]
+        except ValueError:
+            raise wrong() from None
+        return text
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if typing.get_origin(expected) is list:
+        (item,) = typing.get_args(expected)
+        if not isinstance(value, list) or not all(isinstance(v, item) and not isinstance(v, bool) for v in value):
+            raise wrong()
+        return value
+    if expected in (int, float) and isinstance(value, bool):
+        raise wrong()
+    if not isinstance(value, expected):
+        raise wrong()
+    return value
+
+
+def _apply(layers: dict[str, dict[str, Any]], raw: Mapping[str, Any], where: str, from_text: bool = False) -> None:
+    for section, values in raw.items():
+        if section not in SECTIONS:
+            raise ConfigError(f"unknown section [{section}] in {where}{_closest(section, list(SECTIONS))}")
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"[{section}] in {where} must be a table of keys")
+        types_ = _section_types(section)
+        for key, value in values.items():
+            if key not in types_:
+                raise ConfigError(
+                    f"unknown key {section}.{key} in {where}{_closest(key, list(types_))}"
+                )
+            layers.setdefault(section, {})[key] = _coerce(section, key, value, types_[key], where, from_text)
+
+
+def _environment(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """`TAOSPRSP_<SECTION>_<KEY>` variables that name a real key; other TAOSPRSP_* names are left alone."""
+    found: dict[str, dict[str, str]] = {}
+    for section in SECTIONS:
+        for key in _section_types(section):
+            name = f"{ENV_PREFIX}{section}_{key}".upper()
+            if name in environ:
+                found.setdefault(section, {})[key] = environ[name]
+    return found
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    environ: Mapping[str, str] | None = None,
+    base: Config | None = None,
+) -> Config:
+    """Build the effective config from defaults (or `base`), a TOML file, the environment and overrides.
+
+    `overrides` are command-line values, `{section: {key: value}}`; `None` values are ignored.
+    """
+    layers: dict[str, dict[str, Any]] = {}
+    source = base.source if base else "defaults"
+    if path is not None:
+        file = Path(path)
+        try:
+            raw = tomllib.loads(file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {file} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {file} is not valid TOML: {exc}") from None
+        _apply(layers, raw, str(file))
+        source = str(file)
+    env = os.environ if environ is None else environ
+    if base is None:
+        _apply(layers, _environment(env), "the environment", from_text=True)
+    if overrides:
+        cleaned = {s: {k: v for k, v in kv.items() if v is not None} for s, kv in overrides.items()}
+        _apply(layers, cleaned, "the command line")
+    start = base or Config()
+    sections = {
+        name: dataclasses.replace(getattr(start, name), **layers.get(name, {})) for name in SECTIONS
+    }
+    config = Config(**sections, source=source)
+    validate(config)
+    return config
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...] | list[str]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name}: {value!r} is not one of {', '.join(choices)}{_closest(value, list(choices))}")
+
+
+def validate(config: Config) -> None:
+    """Check values that have a type but not every value of it is allowed."""
+    from taosprsp.datasets import DATASETS
+
+    _choice("store.kind", config.store.kind, STORE_KINDS)
+    _choice("database.precision", config.database.precision, PRECISIONS)
+    _choice("dataset.name", config.dataset.name, list(DATASETS))
+    _choice("producer.protocol", config.producer.protocol, ("stmt2", "line", "telnet", "json"))
+    _choice("server.feed", config.server.feed, ("auto", "tmq", "poll"))
+    identifier(config.database.name, "database.name")
+    identifier(config.stable, "dataset.stable")
+    for key in ("keep", "wal_retention"):
+        parse_duration(getattr(config.database, key), f"database.{key}")
+    parse_duration(config.server.interval, "server.interval")
+    parse_duration(config.server.ping_interval, "server.ping_interval")
+    parse_duration(config.tdengine.connect_timeout, "tdengine.connect_timeout")
+    parse_duration(config.docker.wait, "docker.wait")
+    if config.producer.interval:
+        parse_duration(config.producer.interval, "producer.interval")
+    positive = {
+        "dataset.tables": config.dataset.tables,
+        "producer.batch": config.producer.batch,
+        "server.limit": config.server.limit,
+        "bench.repeats": config.bench.repeats,
+        "bench.rows": config.bench.rows,
+    }
+    for name, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{name} must be positive, got {value}")
+    if config.producer.rate < 0:
+        raise ConfigError(f"producer.rate must be zero (as fast as possible) or positive, got {config.producer.rate}")
+    for name, port in (("tdengine.port", config.tdengine.port), ("server.port", config.server.port), ("viewer.port", config.viewer.port)):
+        if not 0 <= port <= 65535:
+            raise ConfigError(f"{name} must be a TCP port (0-65535), got {port}")
+    if config.tdengine.dsn:
+        parse_dsn(config.tdengine.dsn)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where TDengine's taosAdapter listens, and who to log in as."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+    scheme: str = "ws"
+
+    def dsn(self, database: str | None = None, masked: bool = False) -> str:
+        password = "****" if masked else quote(self.password, safe="")
+        path = f"/{database}" if database else ""
+        return f"{self.scheme}://{quote(self.user, safe='')}:{password}@{self.host}:{self.port}{path}"
+
+
+def parse_dsn(dsn: str) -> Endpoint:
+    """`taosws://user:pass@host:6041[/db]` (or ws://, wss://) as an Endpoint."""
+    parts = urlsplit(dsn)
+    if parts.scheme not in ("taosws", "ws", "wss") or not parts.hostname:
+        raise ConfigError(f"tdengine.dsn: expected taosws://user:password@host:6041, got {mask_dsn(dsn)!r}")
+    try:
+        port = parts.port or 6041
+    except ValueError:
+        raise ConfigError(f"tdengine.dsn: bad port in {mask_dsn(dsn)!r}") from None
+    return Endpoint(
+        host=parts.hostname,
+        port=port,
+        user=unquote(parts.username or "root"),
+        password=unquote(parts.password or ""),
+        scheme="wss" if parts.scheme == "wss" else "ws",
+    )
+
+
+def mask_dsn(dsn: str) -> str:
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1****@", dsn)
+
+
+def endpoint(settings: TDengineSettings) -> Endpoint:
+    """The TDengine endpoint: the DSN when set (its password may come from `tdengine.password`)."""
+    if settings.dsn:
+        parsed = parse_dsn(settings.dsn)
+        if not parsed.password:
+            parsed = dataclasses.replace(parsed, password=settings.password)
+        return parsed
+    return Endpoint(settings.host, settings.port, settings.user, settings.password)
+
+
+def as_dict(config: Config, masked: bool = True) -> dict[str, dict[str, Any]]:
+    """The config as plain data, secrets masked unless asked otherwise."""
+    result: dict[str, dict[str, Any]] = {}
+    for name in SECTIONS:
+        values = dataclasses.asdict(getattr(config, name))
+        if masked:
+            for key in SECRET_KEYS & values.keys():
+                values[key] = "****"
+            if name == "tdengine" and values.get("dsn"):
+                values["dsn"] = mask_dsn(values["dsn"])
+        result[name] = values
+    return result
+
+
+def to_toml(data: Mapping[str, Mapping[str, Any]]) -> str:
+    """A small TOML writer for the flat sections of `as_dict`."""
+
+    def literal(value: Any) -> str:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, (int, float)):
+            return repr(value)
+        if isinstance(value, list):
+            return "[" + ", ".join(literal(v) for v in value) + "]"
+        return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    lines: list[str] = []
+    for section, values in data.items():
+        lines.append(f"[{section}]")
+        lines.extend(f"{key} = {literal(value)}" for key, value in values.items())
+        lines.append("")
+    return "\n".join(lines)
+

@@ -1,0 +1,51 @@
+"""The one error type a user can cause, and the exit codes the CLI maps it to."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Documented exit codes of the `taosprsp` command (see README, "Exit codes")."""
+
+    OK = 0
+    FAILURE = 1
+    USAGE = 2
+    CONFIG = 3
+    UNREACHABLE = 4
+    DATA_LOST = 5
+    NO_ENGINE = 6
+    BELOW_THRESHOLD = 7
+    INTERRUPTED = 130
+
+
+class TaosprspError(Exception):
+    """An error the user can fix; its message says what to do.
+
+    The CLI prints the message as one red line and exits with `exit_code`.
+    """
+
+    exit_code: ExitCode = ExitCode.FAILURE
+
+    def __init__(self, message: str, exit_code: ExitCode | None = None) -> None:
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+class ConfigError(TaosprspError):
+    """A config file, environment variable or flag holds a value taosprsp cannot use."""
+
+    exit_code = ExitCode.CONFIG
+
+
+class StoreUnreachable(TaosprspError):
+    """The configured store (a TDengine server) does not answer."""
+
+    exit_code = ExitCode.UNREACHABLE
+
+
+class StoreError(TaosprspError):
+    """The store answered with an error."""
+
+    exit_code = ExitCode.FAILURE

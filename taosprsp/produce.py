@@ -1,0 +1,242 @@
+"""`produce`: generate rows with numpy and write them at a controlled rate, losing nothing silently.
+
+The loop is paced by a schedule, not by sleeping a fixed interval: batch k is due when `k * batch` rows
+should have been written at the target rate, so time spent generating and writing is not added on top.
+When the store cannot keep up, the stats say so ("behind") instead of the rate quietly sagging.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Iterator
+
+import numpy as np
+
+from taosprsp import schemaless
+from taosprsp.datasets import Dataset
+from taosprsp.errors import TaosprspError
+from taosprsp.generate import Clock, Generator, spread
+from taosprsp.seed import last_per_subtable
+from taosprsp.stores.base import Store
+
+MAX_AUTO_BATCH = 10_000
+RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0)
+BEHIND_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class ProduceOptions:
+    """What to produce and how fast. `rate` 0 means as fast as the store takes it."""
+
+    tables: int = 10
+    rate: float = 1000.0
+    batch: int = 0
+    count: int | None = None
+    duration: float | None = None
+    protocol: str = "stmt2"
+    sink: str = "store"
+    seed: int | None = None
+
+    @property
+    def batch_rows(self) -> int:
+        """Rows per batch: as given, or a tenth of a second's rows at the target rate (1..10,000)."""
+        if self.batch > 0:
+            return self.batch
+        if self.rate <= 0:
+            return MAX_AUTO_BATCH
+        return int(min(MAX_AUTO_BATCH, max(1, round(self.rate / 10))))
+
+
+@dataclass
+class ProduceStats:
+    """Running totals; `as_dict` is the documented `--json` summary."""
+
+    store: str
+    dataset: str
+    protocol: str
+    target_rate: float
+    batch: int
+    tables: int
+    rows_written: int = 0
+    rows_failed: int = 0
+    batches: int = 0
+    errors: int = 0
+    reconnects: int = 0
+    seconds: float = 0.0
+    lag_seconds: float = 0.0
+    last_error: str = ""
+    stopped_by: str = ""
+    recent: list[tuple[float, int]] = field(default_factory=list, repr=False)
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows_written / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def rows_per_second_now(self) -> float:
+        """Rows/s over the last second or so."""
+        if len(self.recent) < 2:
+            return self.rows_per_second
+        (t0, r0), (t1, r1) = self.recent[0], self.recent[-1]
+        return (r1 - r0) / (t1 - t0) if t1 > t0 else 0.0
+
+    @property
+    def behind(self) -> bool:
+        return self.target_rate > 0 and self.lag_seconds > BEHIND_SECONDS
+
+    def note(self, now: float) -> None:
+        self.recent.append((now, self.rows_written))
+        while len(self.recent) > 2 and now - self.recent[0][0] > 1.0:
+            self.recent.pop(0)
+
+    def as_dict(self) -> dict:
+        data = {k: v for k, v in asdict(self).items() if k != "recent"}
+        data["rows_per_second"] = round(self.rows_per_second, 1)
+        data["behind"] = self.behind
+        return data
+
+
+class StopSignal:
+    """Turns SIGINT/SIGTERM into a flag the loop checks between batches, so the batch in hand is flushed."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.reason = ""
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> "StopSignal":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.reason = signal.Signals(signum).name
+        self.event.set()
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+
+
+def _batches(options: ProduceOptions, generator: Generator, clock: Clock) -> Iterator[object]:
+    produced = 0
+    rows = options.batch_rows
+    while options.count is None or produced < options.count:
+        size = rows if options.count is None else min(rows, options.count - produced)
+        counts = spread(size, options.tables)
+        # rotate which subtables get the extra rows so small batches still cover every subtable
+        counts = np.roll(counts, produced % options.tables)
+        yield generator.batch(counts, clock.live(counts))
+        produced += size
+
+
+def produce(
+    store: Store | None,
+    dataset: Dataset,
+    stable: str,
+    precision: str,
+    options: ProduceOptions,
+    reopen: Callable[[], Store] | None = None,
+    on_stats: Callable[[ProduceStats], None] | None = None,
+    stop: threading.Event | None = None,
+) -> ProduceStats:
+    """Produce until `count` rows, `duration` seconds, or `stop` is set; returns the totals.
+
+    With `sink="null"` rows are generated (and encoded for a schemaless protocol) but not written.
+    A failed write is retried after reconnecting through `reopen` with backoff; rows still unwritten
+    after the last retry are counted in `rows_failed`, never dropped silently.
+    """
+    stop = stop or threading.Event()
+    writing = options.sink == "store" and store is not None
+    if writing and options.protocol != "stmt2" and not store.takes_schemaless:  # type: ignore[union-attr]
+        raise TaosprspError(
+            f"the {store.kind} store does not take schemaless {options.protocol} text; "  # type: ignore[union-attr]
+            "use --protocol stmt2 with it, or --store tdengine"
+        )
+    stats = ProduceStats(
+        store=store.describe() if writing else "null sink",
+        dataset=dataset.name, protocol=options.protocol, target_rate=options.rate,
+        batch=options.batch_rows, tables=options.tables,
+    )
+    last = last_per_subtable(store, dataset, options.tables) if writing \
+        else np.full(options.tables, -(2**62), dtype=np.int64)
+    clock = Clock(precision, last)
+    generator = Generator(dataset, options.tables, precision, options.seed)
+    started = time.perf_counter()
+    deadline = started + options.duration if options.duration else None
+    produced = 0
+    last_report = 0.0
+    for batch in _batches(options, generator, clock):
+        if stop.is_set():
+            stats.stopped_by = stats.stopped_by or "signal"
+            break
+        payload = schemaless.encode(dataset, stable, batch, options.protocol) if options.protocol != "stmt2" else None
+        if writing:
+            store = _write_with_retries(store, dataset, batch, payload, options.protocol, stats, reopen, stop)
+        else:
+            stats.rows_written += batch.num_rows
+        stats.batches += 1
+        produced += batch.num_rows
+        now = time.perf_counter()
+        stats.seconds = now - started
+        stats.note(now)
+        if options.rate > 0:
+            due = started + produced / options.rate
+            stats.lag_seconds = max(0.0, now - due)
+            if due > now:
+                stop.wait(due - now)
+        if on_stats and now - last_report >= 0.25:
+            on_stats(stats)
+            last_report = now
+        if deadline and time.perf_counter() >= deadline:
+            stats.stopped_by = "duration"
+            break
+    else:
+        stats.stopped_by = "count"
+    if stop.is_set() and not stats.stopped_by:
+        stats.stopped_by = "signal"
+    stats.seconds = time.perf_counter() - started
+    if on_stats:
+        on_stats(stats)
+    return stats
+
+
+def _write_with_retries(
+    store: Store,
+    dataset: Dataset,
+    batch: object,
+    payload: list[str] | None,
+    protocol: str,
+    stats: ProduceStats,
+    reopen: Callable[[], Store] | None,
+    stop: threading.Event,
+) -> Store:
+    rows = batch.num_rows  # type: ignore[attr-defined]
+    for attempt, delay in enumerate((0.0, *RETRY_DELAYS)):
+        if attempt:
+            stop.wait(delay) if not stop.is_set() else time.sleep(min(delay, 0.5))
+            if reopen is not None:
+                try:
+                    store.close()
+                    store = reopen()
+                    stats.reconnects += 1
+                except TaosprspError as exc:
+                    stats.errors += 1
+                    stats.last_error = str(exc)
+                    continue
+        try:
+            if payload is None:
+                store.write(dataset, batch)  # type: ignore[arg-type]
+            else:
+                store.write_text(dataset, payload, protocol)
+            stats.rows_written += rows
+            return store
+        except TaosprspError as exc:
+            stats.errors += 1
+            stats.last_error = str(exc)
+    stats.rows_failed += rows
+    return store

@@ -1,0 +1,195 @@
+// taosprsp offline dashboard.
+//
+// Plain ES module, no bundler. All Perspective code is imported from the
+// local ./node_modules (npm @perspective-dev/* pinned to exactly 4.3.0, to
+// match perspective-python 4.3.0 on the server side).
+//
+// Page contract (used by tests/browser_check.mjs and the Python server):
+//   GET ./dashboard.json ->
+//     {"websocket": "ws://host:port/websocket" | null,   // null = same origin /websocket
+//      "title": "...",
+//      "columns": 2,                                      // optional grid column count
+//      "panels": [{"table": "meters", "title": "...", "config": {<viewer restore config>}}]}
+//   window.dashboardReady = true          once every panel's viewer has loaded + restored
+//   document.body.dataset.state           'loading' | 'ready' | 'error: <message>'
+//   window.dashboardError                 last error message (or null)
+//   window.dashboardViewers               array of the <perspective-viewer> elements
+
+// The modules are imported dynamically (not with static `import`) so that a
+// missing ./node_modules (forgot `npm ci` in viewer/) shows an error banner
+// instead of a silently blank page.
+const MODULES = {
+  viewer: "./node_modules/@perspective-dev/viewer/dist/cdn/perspective-viewer.js",
+  datagrid: "./node_modules/@perspective-dev/viewer-datagrid/dist/cdn/perspective-viewer-datagrid.js",
+  d3fc: "./node_modules/@perspective-dev/viewer-d3fc/dist/cdn/perspective-viewer-d3fc.js",
+  client: "./node_modules/@perspective-dev/client/dist/cdn/perspective.js",
+};
+
+async function loadPerspective() {
+  try {
+    // The viewer must be defined before its plugins register themselves.
+    await import(MODULES.viewer);
+    await Promise.all([import(MODULES.datagrid), import(MODULES.d3fc)]);
+    const mod = await import(MODULES.client);
+    await customElements.whenDefined("perspective-viewer");
+    return mod.default;
+  } catch (e) {
+    throw new Error(
+      `cannot load the Perspective JS modules from ./node_modules (run \`npm ci\` in viewer/): ${e && e.message ? e.message : e}`,
+    );
+  }
+}
+
+const CONNECT_TIMEOUT_MS = 15000;
+const PANEL_TIMEOUT_MS = 30000;
+
+window.dashboardReady = false;
+window.dashboardError = null;
+window.dashboardViewers = [];
+
+function setState(state) {
+  document.body.dataset.state = state;
+  const status = document.getElementById("status");
+  if (status) status.textContent = state;
+}
+
+function showError(message) {
+  const msg = String(message && message.message ? message.message : message);
+  window.dashboardError = msg;
+  window.dashboardReady = false;
+  setState(`error: ${msg}`);
+  const banner = document.getElementById("error-banner");
+  if (banner) {
+    banner.textContent = `Dashboard error: ${msg}`;
+    banner.hidden = false;
+  }
+  console.error(`[dashboard] ${msg}`);
+}
+
+function withTimeout(promise, ms, what) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms / 1000}s`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+function websocketUrl(configured) {
+  if (configured) return configured;
+  const proto = location.protocol === "https:" ? "wss:" : "ws:";
+  return `${proto}//${location.host}/websocket`;
+}
+
+async function loadConfig() {
+  let resp;
+  try {
+    resp = await fetch("./dashboard.json", { cache: "no-store" });
+  } catch (e) {
+    throw new Error(`cannot fetch dashboard.json (${e.message || e})`);
+  }
+  if (!resp.ok) throw new Error(`dashboard.json: HTTP ${resp.status}`);
+  const cfg = await resp.json();
+  if (!cfg || !Array.isArray(cfg.panels) || cfg.panels.length === 0) {
+    throw new Error("dashboard.json has no panels");
+  }
+  return cfg;
+}
+
+function layoutGrid(grid, n, columns) {
+  const cols = Math.max(1, Math.min(n, columns || Math.ceil(Math.sqrt(n))));
+  const rows = Math.ceil(n / cols);
+  grid.style.gridTemplateColumns = `repeat(${cols}, minmax(0, 1fr))`;
+  grid.style.gridTemplateRows = `repeat(${rows}, minmax(0, 1fr))`;
+}
+
+function makePanel(grid, panel, index) {
+  const section = document.createElement("section");
+  section.className = "panel";
+  section.dataset.panelIndex = String(index);
+  section.dataset.table = panel.table;
+  if (panel.colspan) section.style.gridColumn = `span ${panel.colspan}`;
+  if (panel.rowspan) section.style.gridRow = `span ${panel.rowspan}`;
+
+  const title = document.createElement("h2");
+  title.className = "panel-title";
+  title.textContent = panel.title || panel.table;
+  section.appendChild(title);
+
+  const viewer = document.createElement("perspective-viewer");
+  viewer.dataset.table = panel.table;
+  viewer.dataset.panelIndex = String(index);
+  section.appendChild(viewer);
+  grid.appendChild(section);
+  return { section, viewer };
+}
+
+async function loadPanel(client, panel, viewer) {
+  // Perspective 4.x: load the Client, then restore with `table` set, which
+  // renders once (loading a Table and then restoring would render twice).
+  // Fail early with a clear message if the table is not hosted.
+  await client.open_table(panel.table).catch((e) => {
+    throw new Error(`table "${panel.table}" is not available: ${e && e.message ? e.message : e}`);
+  });
+  await viewer.load(client);
+  const config = Object.assign({ theme: "Pro Dark" }, panel.config || {}, { table: panel.table });
+  await viewer.restore(config);
+}
+
+async function main() {
+  setState("loading");
+  const [perspective, cfg] = await Promise.all([loadPerspective(), loadConfig()]);
+  const title = cfg.title || "taosprsp dashboard";
+  document.title = title;
+  document.getElementById("title").textContent = title;
+
+  const url = websocketUrl(cfg.websocket);
+  let client;
+  try {
+    client = await withTimeout(perspective.websocket(url), CONNECT_TIMEOUT_MS, `websocket ${url}`);
+  } catch (e) {
+    throw new Error(`cannot connect to ${url}: ${e && e.message ? e.message : e}`);
+  }
+  window.dashboardClient = client;
+  // Later failures (server stopped, connection dropped) surface here.
+  client.on_error((message) => {
+    showError(`connection to ${url} lost: ${message && message.message ? message.message : message}`);
+  });
+
+  const grid = document.getElementById("grid");
+  layoutGrid(grid, cfg.panels.length, cfg.columns);
+  const panels = cfg.panels.map((p, i) => ({ panel: p, ...makePanel(grid, p, i) }));
+  window.dashboardViewers = panels.map((p) => p.viewer);
+
+  const results = await Promise.allSettled(
+    panels.map(({ panel, viewer }) =>
+      withTimeout(loadPanel(client, panel, viewer), PANEL_TIMEOUT_MS, `panel "${panel.title || panel.table}"`),
+    ),
+  );
+  const failed = [];
+  results.forEach((r, i) => {
+    if (r.status === "rejected") {
+      const { panel, section, viewer } = panels[i];
+      const msg = `${panel.title || panel.table}: ${r.reason && r.reason.message ? r.reason.message : r.reason}`;
+      failed.push(msg);
+      section.classList.add("panel-error");
+      viewer.remove();
+      const div = document.createElement("div");
+      div.className = "panel-error-msg";
+      div.textContent = msg;
+      section.appendChild(div);
+    }
+  });
+  if (failed.length) throw new Error(`panel(s) failed: ${failed.join("; ")}`);
+
+  if (!window.dashboardError) {
+    setState("ready");
+    window.dashboardReady = true;
+  }
+}
+
+// Unexpected asynchronous failures should also be visible.
+window.addEventListener("unhandledrejection", (ev) => {
+  if (!window.dashboardReady && !window.dashboardError) showError(ev.reason);
+});
+
+main().catch(showError);
