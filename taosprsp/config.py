@@ -80,7 +80,7 @@ class DatasetSettings:
 @dataclass(frozen=True)
 class ProducerSettings:
     rate: float = 1000.0
-    batch: int = 250
+    batch: int = 0
     interval: str = ""
     protocol: str = "stmt2"
     seed: int = -1
@@ -314,7 +314,6 @@ def validate(config: Config) -> None:
         parse_duration(config.producer.interval, "producer.interval")
     positive = {
         "dataset.tables": config.dataset.tables,
-        "producer.batch": config.producer.batch,
         "server.limit": config.server.limit,
         "bench.repeats": config.bench.repeats,
         "bench.rows": config.bench.rows,
@@ -322,6 +321,8 @@ def validate(config: Config) -> None:
     for name, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{name} must be positive, got {value}")
+    if config.producer.batch < 0:
+        raise ConfigError(f"producer.batch must be 0 (a tenth of a second's rows) or positive, got {config.producer.batch}")
     if config.producer.rate < 0:
         raise ConfigError(f"producer.rate must be zero (as fast as possible) or positive, got {config.producer.rate}")
     for name, port in (("tdengine.port", config.tdengine.port), ("server.port", config.server.port), ("viewer.port", config.viewer.port)):

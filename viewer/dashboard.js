@@ -35,7 +35,7 @@ async function loadPerspective() {
     return mod.default;
   } catch (e) {
     throw new Error(
-      `cannot load the Perspective JS modules from ./node_modules (run \`npm ci\` in viewer/): ${e && e.message ? e.message : e}`,
+      `cannot load the Perspective JS/WASM modules from ./node_modules (was \`npm ci\` run in viewer/? is .wasm served as application/wasm?): ${e && e.message ? e.message : e}`,
     );
   }
 }
@@ -152,7 +152,7 @@ async function main() {
   window.dashboardClient = client;
   // Later failures (server stopped, connection dropped) surface here.
   client.on_error((message) => {
-    showError(`connection to ${url} lost: ${message && message.message ? message.message : message}`);
+    showError(`connection to ${url} lost (reload the page to reconnect): ${message && message.message ? message.message : message}`);
   });
 
   const grid = document.getElementById("grid");

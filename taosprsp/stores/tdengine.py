@@ -54,6 +54,11 @@ class DatabaseOptions:
         )
 
 
+def _is_driver_error(exc: BaseException) -> bool:
+    """taosws raises `taosws.Error` subclasses, and a pyo3 PanicException (a BaseException) on some faults."""
+    return not isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit))
+
+
 def _sql_literal(value: Any) -> str:
     if isinstance(value, str):
         return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
@@ -94,7 +99,9 @@ class TDengineStore(Store):
         dsn = f"{self.endpoint.dsn()}?conn_retries={self.retries}&retry_backoff_ms=100&retry_backoff_max_ms=500"
         try:
             conn = self._taosws.connect(dsn)
-        except Exception as exc:
+        except BaseException as exc:
+            if not _is_driver_error(exc):
+                raise
             raise StoreUnreachable(f"TDengine at {self.endpoint.dsn(masked=True)} did not answer: {exc}") from exc
         return conn
 
@@ -108,13 +115,17 @@ class TDengineStore(Store):
     def _execute(self, sql: str) -> int:
         try:
             return self._conn.execute(sql)
-        except Exception as exc:
+        except BaseException as exc:
+            if not _is_driver_error(exc):
+                raise
             raise StoreError(f"TDengine refused `{sql[:200]}`: {exc}") from exc
 
     def _rows(self, sql: str) -> list[tuple]:
         try:
             return list(self._conn.query(sql))
-        except Exception as exc:
+        except BaseException as exc:
+            if not _is_driver_error(exc):
+                raise
             raise StoreError(f"TDengine refused `{sql[:200]}`: {exc}") from exc
 
     def _existing_precision(self) -> str | None:
@@ -189,7 +200,9 @@ class TDengineStore(Store):
         try:
             statement.bind(params)
             statement.execute()
-        except Exception as exc:
+        except BaseException as exc:
+            if not _is_driver_error(exc):
+                raise
             self._statement = None
             raise StoreError(f"TDengine refused a batch of {batch.num_rows} rows: {exc}") from exc
         return batch.num_rows
@@ -239,7 +252,9 @@ class TDengineStore(Store):
                 ttl=0,
                 req_id=0,
             )
-        except Exception as exc:
+        except BaseException as exc:
+            if not _is_driver_error(exc):
+                raise
             raise StoreError(f"TDengine refused {len(lines)} {protocol} lines: {exc}") from exc
         return len(lines)
 

@@ -1,0 +1,350 @@
+"""The `taosprsp` command: thin wrappers that turn options into calls of the library.
+
+Errors a user can cause surface as one red line on stderr and a documented exit code (README, "Exit
+codes"); `-v` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import traceback
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import typer
+from typer.core import TyperGroup
+from rich.console import Console
+from rich.table import Table
+
+from taosprsp import __version__
+from taosprsp.config import Config, as_dict, load_config, parse_duration, to_toml
+from taosprsp.errors import ExitCode, TaosprspError
+
+GLOBAL_FLAGS = {"--json", "--verbose", "-v", "-vv", "-vvv", "--quiet", "-q"}
+GLOBAL_VALUED = {"--config", "-c", "--store"}
+
+
+def hoist_global_options(args: list[str], own_json: frozenset[str] = frozenset({"bench"})) -> list[str]:
+    """Move global options written after the subcommand (`taosprsp db seed --store embedded`) to the front.
+
+    `--json` stays in place for commands that have their own `--json PATH` option.
+    """
+    command = next((a for a in args if not a.startswith("-")), None)
+    front: list[str] = []
+    rest: list[str] = []
+    seen_command = False
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        name = arg.split("=", 1)[0]
+        if arg == "--":
+            rest.extend(args[index:])
+            break
+        if not arg.startswith("-") and not seen_command:
+            seen_command = True
+        if seen_command and name in GLOBAL_VALUED:
+            take = 1 if "=" in arg else 2
+            front.extend(args[index:index + take])
+            index += take
+            continue
+        if seen_command and arg in GLOBAL_FLAGS and not (arg == "--json" and command in own_json):
+            front.append(arg)
+        else:
+            rest.append(arg)
+        index += 1
+    return front + rest
+
+
+class GlobalOptionsGroup(TyperGroup):
+    """Accepts the global options anywhere on the command line, as users write them."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_global_options(list(args)))
+
+
+app = typer.Typer(
+    name="taosprsp",
+    cls=GlobalOptionsGroup,
+    help="IoT time series from TDengine (or an embedded store) into live Perspective dashboards.\n\n"
+    "Every stage of the pipeline is a subcommand and reads one TOML config (--config).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+db_app = typer.Typer(help="The database: start it, seed it, check it.", no_args_is_help=True)
+config_app = typer.Typer(help="The effective configuration.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(config_app, name="config")
+
+out = Console()
+err = Console(stderr=True)
+
+
+class StoreChoice(str, Enum):
+    auto = "auto"
+    tdengine = "tdengine"
+    embedded = "embedded"
+
+
+@dataclass
+class State:
+    """Global options, shared by every command through the Typer context."""
+
+    config_path: Optional[Path] = None
+    store: Optional[str] = None
+    json: bool = False
+    verbose: int = 0
+    quiet: bool = False
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def config(self, **sections: dict[str, Any]) -> Config:
+        """The effective config: the global options and this command's flags over file, environment, defaults."""
+        merged: dict[str, dict[str, Any]] = {"store": {"kind": self.store}}
+        for name, values in sections.items():
+            merged.setdefault(name, {}).update(values)
+        return load_config(self.config_path, overrides=merged)
+
+
+_current = State()
+
+
+def _state() -> State:
+    """The global options of the invocation being run (set by `main_options`)."""
+    return _current
+
+
+def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Map the library's user errors to one red line and an exit code, in one place."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except TaosprspError as exc:
+            if _state().verbose:
+                err.print(traceback.format_exc(), style="dim", markup=False, highlight=False)
+            err.print(f"error: {exc}", style="bold red", markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(int(exc.exit_code)) from None
+        except KeyboardInterrupt:
+            err.print("interrupted", style="yellow")
+            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+
+    return wrapper
+
+
+def emit(data: Any, human: Callable[[], None]) -> None:
+    """Print `data` as JSON on stdout with --json, else call `human` to render it."""
+    if _state().json:
+        typer.echo(json.dumps(data, default=str))
+    else:
+        human()
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"taosprsp {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    config: Optional[Path] = typer.Option(
+        None, "--config", "-c", envvar="TAOSPRSP_CONFIG", help="TOML config file (see configs/default.toml).",
+        dir_okay=False,
+    ),
+    store: Optional[StoreChoice] = typer.Option(
+        None, "--store", help="auto: TDengine when it answers, else the embedded store. [default: auto]",
+    ),
+    json_output: bool = typer.Option(False, "--json", help="Machine-readable output: one JSON document on stdout."),
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More detail; tracebacks on errors."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or live stats."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """IoT time series from TDengine (or an embedded store) into live Perspective dashboards."""
+    global _current
+    _current = State(config, store.value if store else None, json_output, verbose, quiet)
+
+
+# --- config -------------------------------------------------------------------------------------------
+
+
+@config_app.command("show")
+@handle_errors
+def config_show() -> None:
+    """Print the effective config (flags > TAOSPRSP_* environment > --config file > defaults), secrets masked.
+
+    Example:
+
+        taosprsp --config configs/stocks.toml config show
+    """
+    config = _state().config()
+    emit({"source": config.source, **as_dict(config)}, lambda: out.print(f"# from {config.source}\n" + to_toml(as_dict(config)), markup=False, highlight=False))
+
+
+# --- db -----------------------------------------------------------------------------------------------
+
+
+@db_app.command("seed")
+@handle_errors
+def db_seed(
+    tables: Optional[int] = typer.Option(None, "--tables", "-t", min=1, help="Subtables to create. [default: dataset.tables]"),
+    rows: int = typer.Option(0, "--rows", "-n", min=0, help="Rows of history to backfill, spread over the subtables."),
+    span: str = typer.Option("1d", "--span", help="How far back the backfilled history reaches (e.g. 1h, 7d)."),
+    drop: bool = typer.Option(False, "--drop", help="Drop and recreate the database (TDengine) or table (embedded) first."),
+    seed_value: Optional[int] = typer.Option(None, "--seed", help="Random seed, for a reproducible backfill."),
+) -> None:
+    """Create the database, super table and subtables (idempotent); optionally backfill history.
+
+    Example:
+
+        taosprsp db seed --store embedded --rows 1000000 --span 1d
+    """
+    from taosprsp.datasets import get_dataset
+    from taosprsp.progress import interactive, progress_bar
+    from taosprsp.seed import seed
+    from taosprsp.stores import open_store
+
+    state = _state()
+    config = state.config(dataset={"tables": tables})
+    span_seconds = parse_duration(span, "--span")
+    dataset = get_dataset(config.dataset.name)
+    with open_store(config) as store, progress_bar("seeding", rows, rows > 0 and interactive(state.quiet or state.json)) as bar:
+        summary = seed(
+            store, dataset, config.dataset.tables, config.database.precision, rows=rows, span_seconds=span_seconds,
+            drop=drop, seed_value=seed_value, on_progress=(lambda n: bar.advance(0, n)) if bar else None,
+        )
+    emit(summary.as_dict(), lambda: out.print(
+        f"seeded {summary.dataset} in {summary.store}: {summary.tables} subtables, {summary.rows:,} rows "
+        f"in {summary.seconds:.2f} s ({summary.rows_per_second:,.0f} rows/s)"
+    ))
+
+
+@db_app.command("status")
+@handle_errors
+def db_status() -> None:
+    """Say whether the store answers, its version, its databases and the rows in the served super table.
+
+    Exits 4 when TDengine is configured (--store tdengine) and unreachable.
+
+    Example:
+
+        taosprsp --store tdengine db status
+    """
+    from taosprsp.datasets import get_dataset
+    from taosprsp.stores import open_store
+
+    config = _state().config()
+    with open_store(config) as store:
+        status = store.status(get_dataset(config.dataset.name))
+
+    def human() -> None:
+        table = Table(show_header=False, box=None)
+        for key, value in (
+            ("store", status.kind), ("target", status.target), ("reachable", "yes" if status.reachable else "no"),
+            ("version", status.version), ("databases", ", ".join(status.databases)),
+            (f"rows in {config.stable}", "-" if status.rows is None else f"{status.rows:,}"),
+        ):
+            table.add_row(key, str(value))
+        out.print(table)
+
+    emit(status.__dict__, human)
+
+
+# --- produce ------------------------------------------------------------------------------------------
+
+
+@app.command()
+@handle_errors
+def produce(
+    rate: Optional[float] = typer.Option(None, "--rate", "-r", min=0, help="Target rows/s across all subtables (0: as fast as possible). [default: producer.rate]"),
+    interval: Optional[str] = typer.Option(None, "--interval", help="Seed style: one batch every INTERVAL (e.g. 250ms); the rate becomes batch/interval."),
+    batch: Optional[int] = typer.Option(None, "--batch", "-b", min=1, help="Rows per write. [default: a tenth of a second's rows, at most 10,000]"),
+    count: Optional[int] = typer.Option(None, "--count", "-n", min=1, help="Stop after N rows."),
+    duration: Optional[str] = typer.Option(None, "--duration", "-d", help="Stop after this long (e.g. 30s)."),
+    tables: Optional[int] = typer.Option(None, "--tables", "-t", min=1, help="Subtables to spread rows over. [default: dataset.tables]"),
+    protocol: Optional[str] = typer.Option(None, "--protocol", help="stmt2 (columnar binds), or schemaless line, telnet or json (TDengine only)."),
+    sink: str = typer.Option("store", "--sink", help="store: write; null: generate and encode only, to show the generator's ceiling."),
+    seed_value: Optional[int] = typer.Option(None, "--seed", help="Random seed, for a reproducible run."),
+    background: bool = typer.Option(False, "--background", help="Run detached; pid file and log under the state directory (see `taosprsp ps`)."),
+) -> None:
+    """Generate rows with numpy and write them at a controlled rate; Ctrl-C or SIGTERM flushes and summarizes.
+
+    Rows that could not be written after reconnecting are counted and make the exit code 5.
+
+    Examples:
+
+        taosprsp produce --rate 50000 --duration 30s
+        taosprsp produce --interval 250ms --batch 250 --tables 10
+        taosprsp --json produce --count 1000000 --rate 0 --sink null
+    """
+    from taosprsp.datasets import get_dataset
+    from taosprsp.lifecycle import start_background
+    from taosprsp.produce import ProduceOptions, StopSignal, produce as run_produce
+    from taosprsp.progress import interactive, live_produce_stats
+    from taosprsp.stores import open_store, resolve_kind
+
+    state = _state()
+    if sink not in ("store", "null"):
+        raise TaosprspError(f"--sink must be store or null, got {sink!r}", ExitCode.USAGE)
+    config = state.config(
+        dataset={"tables": tables},
+        producer={"rate": rate, "batch": batch, "interval": interval, "protocol": protocol, "seed": seed_value},
+    )
+    if background:
+        info = start_background(config, "produce", _argv_without_background())
+        emit(info.as_dict(), lambda: out.print(f"producer running in the background: pid {info.pid}, log {info.log}"))
+        return
+    target_rate = config.producer.rate
+    if config.producer.interval:
+        batch_rows = config.producer.batch or 250
+        target_rate = batch_rows / parse_duration(config.producer.interval, "--interval")
+    options = ProduceOptions(
+        tables=config.dataset.tables, rate=target_rate,
+        batch=config.producer.batch or (250 if config.producer.interval else 0),
+        count=count, duration=parse_duration(duration, "--duration") if duration else None,
+        protocol=config.producer.protocol, sink=sink, seed=config.producer.seed,
+    )
+    dataset = get_dataset(config.dataset.name)
+    kind = resolve_kind(config) if sink == "store" else None
+    store = open_store(config, kind) if kind else None
+    try:
+        with StopSignal() as stop, live_produce_stats(interactive(state.quiet or state.json)) as on_stats:
+            stats = run_produce(
+                store, dataset, config.stable, config.database.precision, options,
+                reopen=(lambda: open_store(config, kind)) if kind else None, on_stats=on_stats, stop=stop.event,
+            )
+    finally:
+        if store is not None:
+            store.close()
+    emit(stats.as_dict(), lambda: out.print(
+        f"produced {stats.rows_written:,} rows into {stats.store} in {stats.seconds:.2f} s "
+        f"({stats.rows_per_second:,.0f} rows/s, {stats.batches:,} batches of {stats.batch}); "
+        f"failed {stats.rows_failed:,}, errors {stats.errors}, stopped by {stats.stopped_by}"
+    ))
+    if stats.rows_failed:
+        raise TaosprspError(
+            f"{stats.rows_failed:,} rows could not be written (last error: {stats.last_error})", ExitCode.DATA_LOST
+        )
+
+
+# --- serve and viewer ---------------------------------------------------------------------------------
+
+
+# --- lifecycle ----------------------------------------------------------------------------------------
+
+
+def _argv_without_background() -> list[str]:
+    return [arg for arg in sys.argv[1:] if arg != "--background"]
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
