@@ -282,7 +282,6 @@ def produce(
         taosprsp --json produce --count 1000000 --rate 0 --sink null
     """
     from taosprsp.datasets import get_dataset
-    from taosprsp.lifecycle import start_background
     from taosprsp.produce import ProduceOptions, StopSignal, produce as run_produce
     from taosprsp.progress import interactive, live_produce_stats
     from taosprsp.stores import open_store, resolve_kind
@@ -295,6 +294,8 @@ def produce(
         producer={"rate": rate, "batch": batch, "interval": interval, "protocol": protocol, "seed": seed_value},
     )
     if background:
+        from taosprsp.lifecycle import start_background
+
         info = start_background(config, "produce", _argv_without_background())
         emit(info.as_dict(), lambda: out.print(f"producer running in the background: pid {info.pid}, log {info.log}"))
         return
@@ -332,6 +333,71 @@ def produce(
 
 
 # --- serve and viewer ---------------------------------------------------------------------------------
+
+
+@app.command()
+@handle_errors
+def serve(
+    host: Optional[str] = typer.Option(None, "--host", help="Address to bind. [default: server.host, 127.0.0.1]"),
+    port: Optional[int] = typer.Option(None, "--port", "-p", min=0, max=65535, help="Port (0: any free one). [default: server.port]"),
+    feed: Optional[str] = typer.Option(None, "--feed", help="tmq (TDengine push), poll, or auto (tmq on TDengine, poll otherwise)."),
+    interval: Optional[str] = typer.Option(None, "--interval", help="Poll interval, e.g. 100ms. [default: server.interval]"),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Rows kept in the rolling-window table. [default: server.limit]"),
+    background: bool = typer.Option(False, "--background", help="Run detached; pid file and log under the state directory."),
+) -> None:
+    """Serve live Perspective tables over a WebSocket (/websocket) and the dashboard at /.
+
+    Two tables per dataset: a rolling window of the newest rows, and the latest row per subtable.
+    Rows are read incrementally (only what is newer than each subtable's watermark) and pushed as Arrow.
+
+    Examples:
+
+        taosprsp serve
+        taosprsp serve --store tdengine --feed poll --interval 100ms --port 8080
+    """
+    from taosprsp.serve import LiveServer
+
+    state = _state()
+    config = state.config(server={"host": host, "port": port, "feed": feed, "interval": interval, "limit": limit})
+    if background:
+        from taosprsp.lifecycle import start_background
+
+        info = start_background(config, "serve", _argv_without_background())
+        emit(info.as_dict(), lambda: out.print(f"server running in the background: pid {info.pid}, log {info.log}"))
+        return
+
+    def ready(url: str) -> None:
+        websocket = url.replace("http://", "ws://") + "websocket"
+        if state.json:
+            typer.echo(json.dumps({"url": url, "websocket": websocket, "tables": [config.perspective_table, config.latest_table]}))
+        else:
+            err.print(f"serving {config.perspective_table} and {config.latest_table} from the {service.kind} store "
+                      f"({service.mode} feed)\n  dashboard: {url}\n  websocket: {websocket}\nCtrl-C to stop", highlight=False)
+        sys.stdout.flush()
+
+    service = LiveServer(config, on_ready=ready)
+    service.serve_forever()
+
+
+@app.command()
+@handle_errors
+def viewer(
+    ws: str = typer.Option("ws://127.0.0.1:8080/websocket", "--ws", help="WebSocket of a running `taosprsp serve`."),
+    port: Optional[int] = typer.Option(None, "--port", "-p", min=0, max=65535, help="Port for the dashboard. [default: viewer.port]"),
+    no_open: bool = typer.Option(False, "--no-open", help="Do not open a browser."),
+) -> None:
+    """Serve the dashboard (offline: assets from viewer/node_modules) against a given server, and open it.
+
+    `taosprsp serve` already serves the dashboard at its own /; use this for a server elsewhere.
+
+    Example:
+
+        taosprsp viewer --ws ws://10.0.0.5:8080/websocket --no-open
+    """
+    from taosprsp.viewer import serve_viewer
+
+    config = _state().config(viewer={"port": port, "open": False if no_open else None})
+    serve_viewer(config, ws, config.viewer.open, on_ready=lambda url: err.print(f"dashboard: {url} (data from {ws})", highlight=False))
 
 
 # --- lifecycle ----------------------------------------------------------------------------------------

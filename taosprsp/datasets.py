@@ -78,13 +78,18 @@ class Field:
 
 @dataclass(frozen=True)
 class Dataset:
-    """A super table declaration: columns (the first is the timestamp) and tags."""
+    """A super table declaration: columns (the first is the timestamp) and tags.
+
+    `group_tag` and `headline` (the columns worth a first look) shape the default dashboard.
+    """
 
     name: str
     description: str
     columns: tuple[Field, ...]
     tags: tuple[Field, ...]
     subtable_prefix: str
+    group_tag: str
+    headline: tuple[str, ...]
 
     @property
     def fields(self) -> tuple[Field, ...]:
@@ -155,6 +160,8 @@ METERS = Dataset(
     ),
     tags=(Field("groupid", "int"), Field("location", "varchar", length=24)),
     subtable_prefix="d",
+    group_tag="location",
+    headline=("current", "voltage"),
 )
 
 STOCKS = Dataset(
@@ -171,6 +178,8 @@ STOCKS = Dataset(
     ),
     tags=(Field("ticker", "varchar", length=16), Field("client", "varchar", length=16)),
     subtable_prefix="s",
+    group_tag="ticker",
+    headline=("close", "volume"),
 )
 
 DATASETS: dict[str, Dataset] = {d.name: d for d in (METERS, STOCKS)}

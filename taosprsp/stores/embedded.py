@@ -9,7 +9,6 @@ read into Arrow, against ~0.46 M rows/s for the stdlib's `executemany`).
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import adbc_driver_sqlite.dbapi as adbc
@@ -34,18 +33,13 @@ class EmbeddedStore(Store):
         self.path = Path(path)
         self.stable = identifier(stable, "dataset.stable")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._enable_wal()
-        self._conn = adbc.connect(str(self.path))
+        # Autocommit: ADBC refuses `journal_mode=wal` inside its implicit transaction, and each ingest is
+        # still one transaction. The stdlib's sqlite3 is not used beside it on purpose: two SQLite
+        # libraries in one process release each other's POSIX locks on the same file.
+        self._conn = adbc.connect(str(self.path), autocommit=True)
         self._cursor = self._conn.cursor()
-        self._cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        self._cursor.fetchall()
-
-    def _enable_wal(self) -> None:
-        # ADBC refuses `journal_mode=wal` inside its implicit transaction; WAL is a property of the file,
-        # so setting it once through a plain connection is enough for every later connection.
-        with sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000) as plain:
-            plain.execute("PRAGMA journal_mode=wal")
-        plain.close()
+        self._query(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        self._query("PRAGMA journal_mode = wal")
 
     @property
     def _subtables(self) -> str:
@@ -56,9 +50,7 @@ class EmbeddedStore(Store):
 
     def _query(self, sql: str, parameters: tuple = ()) -> pa.Table:
         self._cursor.execute(sql, parameters=parameters or None)
-        result = self._cursor.fetch_arrow_table()
-        self._conn.commit()
-        return result
+        return self._cursor.fetch_arrow_table()
 
     def _exists(self) -> bool:
         found = self._query("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' AND name = ?", (self.stable,))
@@ -75,7 +67,6 @@ class EmbeddedStore(Store):
         self._cursor.execute(
             f'CREATE TABLE IF NOT EXISTS "{self._subtables}" ("{SUBTABLE_COLUMN}" TEXT PRIMARY KEY, {tags})'
         )
-        self._conn.commit()
         names = dataset.subtable_names(tables)
         known = set(self._query(f'SELECT "{SUBTABLE_COLUMN}" FROM "{self._subtables}"')[SUBTABLE_COLUMN].to_pylist())
         missing = [i for i, name in enumerate(names) if name not in known]
@@ -86,15 +77,12 @@ class EmbeddedStore(Store):
                  **{f.name: pa.array(values[f.name][missing], f.spec.arrow) for f in dataset.tags}}
             )
             self._cursor.adbc_ingest(self._subtables, subtables, mode="append")
-            self._conn.commit()
 
     def write(self, dataset: Dataset, batch: pa.Table) -> int:
         if batch.num_rows:
             try:
                 self._cursor.adbc_ingest(self.stable, batch, mode="append")
-                self._conn.commit()
             except adbc.Error as exc:
-                self._conn.rollback()
                 raise StoreError(f"{self.describe()} refused a batch of {batch.num_rows} rows: {exc}") from exc
         return batch.num_rows
 
@@ -134,7 +122,7 @@ class EmbeddedStore(Store):
             kind=self.kind,
             target=str(self.path),
             reachable=True,
-            version=f"SQLite {sqlite3.sqlite_version}",
+            version="SQLite " + self._query("SELECT sqlite_version() AS v")["v"][0].as_py(),
             databases=(self.path.name,),
             rows=self.count(dataset),
         )

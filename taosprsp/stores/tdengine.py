@@ -258,6 +258,59 @@ class TDengineStore(Store):
             raise StoreError(f"TDengine refused {len(lines)} {protocol} lines: {exc}") from exc
         return len(lines)
 
+    def topic_name(self) -> str:
+        return f"{self.stable}_feed"
+
+    def subscribe(self, dataset: Dataset, group_id: str, stop: Any, poll_seconds: float = 0.05) -> Iterator[pa.Table]:
+        """Subscribe now to every new row of the super table; returns the batches as they are pushed.
+
+        The topic (`<stable>_feed`) is created when missing; it selects the store layout with times cast
+        to epoch integers, so consumers parse no timestamps. Iteration ends when `stop` is set.
+        """
+        topic = self.topic_name()
+        self._execute(f"CREATE TOPIC IF NOT EXISTS `{topic}` AS SELECT {dataset.select_list()} FROM {self._qualified}")
+        conf = {
+            "td.connect.websocket.scheme": self.endpoint.scheme,
+            "td.connect.ip": self.endpoint.host,
+            "td.connect.port": str(self.endpoint.port),
+            "td.connect.user": self.endpoint.user,
+            "td.connect.pass": self.endpoint.password,
+            "group.id": group_id,
+            "auto.offset.reset": "latest",
+            "enable.auto.commit": "true",
+            "conn_retries": str(self.retries),
+        }
+        try:
+            consumer = self._taosws.Consumer(conf=conf)
+            consumer.subscribe([topic])
+        except BaseException as exc:
+            if not _is_driver_error(exc):
+                raise
+            raise StoreError(f"could not subscribe to topic {topic}: {exc}") from exc
+        return self._messages(dataset, consumer, stop, poll_seconds)
+
+    def _messages(self, dataset: Dataset, consumer: Any, stop: Any, poll_seconds: float) -> Iterator[pa.Table]:
+        from taosprsp.feed import epoch_ticks
+
+        schema = dataset.arrow_schema()
+        time_columns = {i for i, f in enumerate(schema) if f.name != SUBTABLE_COLUMN and dataset.field(f.name).is_time}
+        try:
+            while not stop.is_set():
+                message = consumer.poll(timeout=poll_seconds)
+                if message is None:
+                    continue
+                rows = [row for block in message for row in block]
+                if not rows:
+                    continue
+                columns = list(zip(*rows))
+                arrays = [
+                    pa.array(epoch_ticks(list(values), self.database.precision) if i in time_columns else values, f.type)
+                    for i, (values, f) in enumerate(zip(columns, schema))
+                ]
+                yield pa.table(arrays, schema=schema)
+        finally:
+            consumer.close()
+
     def close(self) -> None:
         try:
             if self._statement is not None:
