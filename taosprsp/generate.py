@@ -79,7 +79,7 @@ class Clock:
         end = self.now() if end is None else end
         span = int(span_seconds * self.ticks_per_second)
         step = np.maximum(span // np.maximum(counts, 1), 1)
-        start = np.maximum(self.last + 1, end - step * counts + 1)
+        start = np.maximum(self.last + 1, end - step * (counts - 1))
         return self._stamp(start, step, counts)
 
     def _stamp(self, start: np.ndarray, step: np.ndarray, counts: np.ndarray) -> np.ndarray:

@@ -1,0 +1,82 @@
+"""Fixtures that build real things: an embedded store in a temp dir, TDengine when TAOSPRSP_TEST_DSN is set."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from taosprsp.config import Config, load_config
+from taosprsp.stores import Store, open_store
+
+TEST_DSN = os.environ.get("TAOSPRSP_TEST_DSN", "")
+NEEDS_TDENGINE = "needs a live TDengine: set TAOSPRSP_TEST_DSN=taosws://root:taosdata@127.0.0.1:6041"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if TEST_DSN:
+        return
+    skip = pytest.mark.skip(reason=NEEDS_TDENGINE)
+    for item in items:
+        if "tdengine" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No TAOSPRSP_* setting of the developer's shell leaks into a test; state stays in the test's dir."""
+    for name in list(os.environ):
+        if name.startswith("TAOSPRSP_") and name != "TAOSPRSP_TEST_DSN":
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+def store_config(kind: str, tmp_path: Path, **sections: dict) -> Config:
+    """A config for `kind`: a temp SQLite file, or a fresh database on the test TDengine."""
+    overrides: dict[str, dict] = {"store": {"kind": kind, "path": str(tmp_path / "store.sqlite")},
+                                  "state": {"dir": str(tmp_path / "state")}}
+    if kind == "tdengine":
+        overrides["tdengine"] = {"dsn": TEST_DSN}
+        overrides["database"] = {"name": f"taosprsp_test_{uuid.uuid4().hex[:10]}"}
+    for name, values in sections.items():
+        overrides.setdefault(name, {}).update(values)
+    return load_config(overrides=overrides, environ={})
+
+
+def drop_test_database(config: Config) -> None:
+    if config.store.kind != "tdengine":
+        return
+    store = open_store(config)
+    try:
+        store._execute(f"DROP DATABASE IF EXISTS `{config.database.name}`")  # type: ignore[attr-defined]
+    finally:
+        store.close()
+
+
+STORE_KINDS = [
+    pytest.param("embedded", id="embedded"),
+    pytest.param("tdengine", id="tdengine", marks=pytest.mark.tdengine),
+]
+
+
+@pytest.fixture(params=STORE_KINDS)
+def store_kind(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def config(store_kind: str, tmp_path: Path) -> Iterator[Config]:
+    """The config of a store of every kind that can run here; a TDengine database is dropped afterwards."""
+    cfg = store_config(store_kind, tmp_path)
+    yield cfg
+    drop_test_database(cfg)
+
+
+@pytest.fixture
+def store(config: Config) -> Iterator[Store]:
+    opened = open_store(config)
+    yield opened
+    opened.close()

@@ -1,0 +1,113 @@
+"""The shared TOML config: precedence, the shipped files, and every error a user can make in it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from taosprsp.config import Config, as_dict, endpoint, load_config, parse_duration
+from taosprsp.errors import ConfigError
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "taosprsp.toml"
+    path.write_text(text)
+    return path
+
+
+def test_default_toml_documents_exactly_the_defaults() -> None:
+    assert as_dict(load_config(CONFIGS / "default.toml", environ={}), masked=False) == as_dict(Config(), masked=False)
+
+
+@pytest.mark.parametrize("name", ["meters.toml", "stocks.toml"])
+def test_example_configs_load(name: str) -> None:
+    config = load_config(CONFIGS / name, environ={})
+    assert config.dataset.name in ("meters", "stocks")
+
+
+def test_stocks_example_serves_its_own_table_names() -> None:
+    config = load_config(CONFIGS / "stocks.toml", environ={})
+    assert (config.stable, config.perspective_table, config.latest_table) == ("stocks", "stock_values", "stock_values_latest")
+
+
+def test_precedence_flag_over_environment_over_file_over_default(tmp_path: Path) -> None:
+    path = write(tmp_path, "[server]\nport = 9001\nlimit = 5\n[producer]\nrate = 10.0\n")
+    environ = {"TAOSPRSP_SERVER_PORT": "9002", "TAOSPRSP_PRODUCER_RATE": "20"}
+    config = load_config(path, overrides={"server": {"port": 9003}}, environ=environ)
+    assert config.server.port == 9003
+    assert config.producer.rate == 20.0
+    assert config.server.limit == 5
+    assert config.server.host == "127.0.0.1"
+
+
+def test_password_comes_from_the_environment(tmp_path: Path) -> None:
+    config = load_config(environ={"TAOSPRSP_TDENGINE_PASSWORD": "s3cret"})
+    assert endpoint(config.tdengine).password == "s3cret"
+
+
+def test_dsn_without_password_takes_the_configured_one() -> None:
+    config = load_config(overrides={"tdengine": {"dsn": "taosws://admin@db.example:6042/power"}},
+                         environ={"TAOSPRSP_TDENGINE_PASSWORD": "pw"})
+    target = endpoint(config.tdengine)
+    assert (target.host, target.port, target.user, target.password) == ("db.example", 6042, "admin", "pw")
+
+
+def test_unknown_key_names_key_file_and_closest_valid_key(tmp_path: Path) -> None:
+    path = write(tmp_path, "[server]\nprot = 8080\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path, environ={})
+    message = str(error.value)
+    assert "server.prot" in message and str(path) in message and "'port'" in message
+
+
+def test_unknown_section_suggests_the_closest(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"unknown section \[sever\].*'server'"):
+        load_config(write(tmp_path, "[sever]\nport = 1\n"), environ={})
+
+
+def test_wrong_type_names_key_and_expected_type(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"server\.port .*expected an integer, got 'eighty'"):
+        load_config(write(tmp_path, '[server]\nport = "eighty"\n'), environ={})
+    with pytest.raises(ConfigError, match=r"viewer\.open .*expected true or false"):
+        load_config(write(tmp_path, "[viewer]\nopen = 1\n"), environ={})
+    with pytest.raises(ConfigError, match=r"bench\.batch_sizes .*a list of int"):
+        load_config(write(tmp_path, '[bench]\nbatch_sizes = ["a"]\n'), environ={})
+
+
+def test_wrong_type_in_environment_names_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"server\.port in the environment: expected an integer"):
+        load_config(environ={"TAOSPRSP_SERVER_PORT": "x"})
+
+
+def test_bad_values_are_refused_with_the_choices() -> None:
+    with pytest.raises(ConfigError, match="database.precision.*ms, us, ns"):
+        load_config(overrides={"database": {"precision": "s"}}, environ={})
+    with pytest.raises(ConfigError, match="store.kind"):
+        load_config(overrides={"store": {"kind": "duck"}}, environ={})
+    with pytest.raises(ConfigError, match="tdengine.dsn"):
+        load_config(overrides={"tdengine": {"dsn": "http://x"}}, environ={})
+
+
+def test_missing_and_invalid_files_are_clear(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.toml", environ={})
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(write(tmp_path, "[server\n"), environ={})
+
+
+def test_secrets_are_masked() -> None:
+    config = load_config(overrides={"tdengine": {"dsn": "taosws://root:hunter2@h:6041", "password": "hunter2"}}, environ={})
+    shown = str(as_dict(config))
+    assert "hunter2" not in shown and "****" in shown
+
+
+@pytest.mark.parametrize("text, seconds", [("250ms", 0.25), ("30s", 30.0), ("1d", 86400.0), ("2h", 7200.0), (5, 5.0)])
+def test_durations(text, seconds) -> None:
+    assert parse_duration(text) == seconds
+
+
+def test_unrelated_taosprsp_variables_are_ignored() -> None:
+    assert load_config(environ={"TAOSPRSP_TEST_DSN": "taosws://x"}) == Config()
