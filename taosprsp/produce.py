@@ -162,6 +162,8 @@ def produce(
         dataset=dataset.name, protocol=options.protocol, target_rate=options.rate,
         batch=options.batch_rows, tables=options.tables,
     )
+    if writing:
+        store.ensure_schema(dataset, options.tables)  # type: ignore[union-attr]
     last = last_per_subtable(store, dataset, options.tables) if writing \
         else np.full(options.tables, -(2**62), dtype=np.int64)
     clock = Clock(precision, last)
@@ -174,7 +176,7 @@ def produce(
         if stop.is_set():
             stats.stopped_by = stats.stopped_by or "signal"
             break
-        payload = schemaless.encode(dataset, stable, batch, options.protocol) if options.protocol != "stmt2" else None
+        payload = schemaless.encode(dataset, stable, batch, options.protocol, precision) if options.protocol != "stmt2" else None
         if writing:
             store = _write_with_retries(store, dataset, batch, payload, options.protocol, stats, reopen, stop)
         else:

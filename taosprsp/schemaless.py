@@ -12,7 +12,7 @@ import json
 
 import pyarrow as pa
 
-from taosprsp.datasets import Dataset
+from taosprsp.datasets import TICKS_PER_SECOND, Dataset
 
 PROTOCOLS = ("line", "telnet", "json")
 
@@ -26,16 +26,21 @@ def measurement(stable: str, protocol: str, column: str = "") -> str:
     return f"{stable}_line" if protocol == "line" else f"{stable}_{column}"
 
 
-def encode(dataset: Dataset, stable: str, batch: pa.Table, protocol: str) -> list[str]:
-    """`batch` (store layout) as lines of `protocol`, timestamps in the database precision.
+def encode(dataset: Dataset, stable: str, batch: pa.Table, protocol: str, precision: str = "ms") -> list[str]:
+    """`batch` (store layout) as lines of `protocol`.
 
-    Line protocol carries a whole row per line; OpenTSDB carries one value per line, so telnet and JSON
-    give one line (or object) per row and value column. JSON comes back as one line holding the array.
+    Line protocol carries a whole row per line, stamped in the database precision; OpenTSDB carries one
+    value per line, so telnet and JSON give one line (or object) per row and value column, stamped in
+    milliseconds (TDengine reads OpenTSDB precision from the number of digits). JSON comes back as one
+    line holding the array.
     """
     data = batch.to_pydict()
     timestamps = data[dataset.timestamp.name]
+    if protocol != "line" and precision != "ms":
+        per_ms = TICKS_PER_SECOND[precision] // 1000
+        timestamps = [ts // per_ms for ts in timestamps]
     tag_names = [f.name for f in dataset.tags]
-    tags_of_row = [" ".join(f"{t}={_escape(v)}" for t, v in zip(tag_names, row)) for row in zip(*(data[t] for t in tag_names))]
+    tag_pairs = [[f"{t}={_escape(v)}" for t, v in zip(tag_names, row)] for row in zip(*(data[t] for t in tag_names))]
     values = [f for f in dataset.value_columns if not f.is_time]
     if protocol == "line":
         name = measurement(stable, protocol)
@@ -44,14 +49,14 @@ def encode(dataset: Dataset, stable: str, batch: pa.Table, protocol: str) -> lis
             for row in zip(*(data[f.name] for f in values))
         ]
         return [
-            f"{name},{tags.replace(' ', ',')} {row_fields} {ts}"
-            for tags, row_fields, ts in zip(tags_of_row, fields, timestamps)
+            f"{name},{','.join(pairs)} {row_fields} {ts}"
+            for pairs, row_fields, ts in zip(tag_pairs, fields, timestamps)
         ]
     if protocol == "telnet":
         return [
-            f"{measurement(stable, protocol, f.name)} {ts} {v} {tags}"
+            f"{measurement(stable, protocol, f.name)} {ts} {v} {' '.join(pairs)}"
             for f in values
-            for ts, v, tags in zip(timestamps, data[f.name], tags_of_row)
+            for ts, v, pairs in zip(timestamps, data[f.name], tag_pairs)
         ]
     if protocol == "json":
         objects = [
