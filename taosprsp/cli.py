@@ -400,7 +400,127 @@ def viewer(
     serve_viewer(config, ws, config.viewer.open, on_ready=lambda url: err.print(f"dashboard: {url} (data from {ws})", highlight=False))
 
 
+# --- bench --------------------------------------------------------------------------------------------
+
+
 # --- lifecycle ----------------------------------------------------------------------------------------
+
+
+@db_app.command("up")
+@handle_errors
+def db_up(
+    pull: bool = typer.Option(True, "--pull/--no-pull", help="Pull the pinned image (docker.image:docker.tag) before creating the container."),
+    benchmark: bool = typer.Option(False, "--benchmark", help="Then pre-populate database.name with taosBenchmark: dataset.tables subtables of meters, 10,000 rows each. It drops and recreates that database."),
+    native: bool = typer.Option(False, "--native", help="Run the installed taosd and taosadapter instead of Docker; config, data and logs under state.dir/native."),
+    wait: Optional[str] = typer.Option(None, "--wait", help="How long to wait for taosAdapter to answer (e.g. 90s). \\[default: docker.wait]"),
+) -> None:
+    """Start TDengine in Docker (the pinned image, ports on 127.0.0.1) and wait until taosAdapter answers.
+
+    Idempotent: when TDengine already runs it says so; a stopped container is started again.
+
+    Exits 6 when there is no Docker engine (use --native where TDengine is installed, or --store embedded), 4 when TDengine does not answer in time.
+
+    Examples:
+
+        taosprsp db up
+        taosprsp db up --no-pull --benchmark
+        taosprsp db up --native
+    """
+    from taosprsp import lifecycle
+    from taosprsp.progress import interactive
+
+    state = _state()
+    config = state.config(docker={"wait": wait})
+    result = lifecycle.db_up(config, pull=pull, benchmark=benchmark, native=native, show_progress=interactive(state.quiet or state.json))
+
+    def human() -> None:
+        where = f"container {result.where} ({result.image})" if result.mode == "docker" else f"native processes ({result.where})"
+        verb = "is already running" if result.action == "already running" else f"is up ({result.action} in {result.seconds:.1f} s)"
+        out.print(f"TDengine {result.version} {verb} in {where}; taosAdapter at {result.url}", markup=False, highlight=False, soft_wrap=True)
+        if result.benchmark:
+            out.print(f"taosBenchmark: {result.benchmark}", markup=False, highlight=False, soft_wrap=True)
+        for note in result.notes:
+            err.print(f"note: {note}", style="yellow", markup=False, highlight=False, soft_wrap=True)
+
+    emit(result.as_dict(), human)
+
+
+def _uptime(seconds: Optional[float]) -> str:
+    if seconds is None:
+        return "-"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+@app.command("ps")
+@handle_errors
+def ps() -> None:
+    """List the processes taosprsp started in the background (pid files in state.dir), and whether they still run.
+
+    A pid file whose process is gone, or whose pid now belongs to another process, is listed as not alive.
+
+    Examples:
+
+        taosprsp ps
+        taosprsp --json ps
+    """
+    from rich.text import Text
+
+    from taosprsp.lifecycle import list_processes
+
+    processes = list_processes(_state().config())
+
+    def human() -> None:
+        if not processes:
+            out.print("no background processes")
+            return
+        table = Table("name", "pid", "alive", "uptime", "last log line")
+        for p in processes:
+            table.add_row(p.name, str(p.pid), "[green]yes[/]" if p.alive else "[red]no (stale pid file)[/]", _uptime(p.uptime), Text(p.last_log_line))
+        out.print(table)
+
+    emit([p.as_dict() for p in processes], human)
+
+
+@app.command()
+@handle_errors
+def teardown(
+    volumes: bool = typer.Option(False, "--volumes", help="Also remove the container's data volume (docker.volume): the data is gone."),
+    purge: bool = typer.Option(False, "--purge", help="Also delete the native TDengine's config, data and logs (state.dir/native)."),
+) -> None:
+    """Stop only what taosprsp started: its background processes, then its TDengine container.
+
+    A process is signalled (SIGTERM, then SIGKILL after 10 s) only while its pid still belongs to the process taosprsp started; stale pid files are removed without signalling anything. The container is removed only when taosprsp created it.
+
+    Without a Docker engine the processes are still stopped. Running it twice is harmless.
+
+    Examples:
+
+        taosprsp teardown
+        taosprsp teardown --volumes --purge
+    """
+    from taosprsp.lifecycle import teardown as stop_all
+
+    summary = stop_all(_state().config(), volumes=volumes, purge=purge)
+
+    def human() -> None:
+        for p in summary.stopped:
+            out.print(f"stopped {p['name']} (pid {p['pid']}, {p['signal']})", markup=False, highlight=False, soft_wrap=True)
+        for p in summary.stale:
+            out.print(f"removed the stale pid file of {p['name']} (pid {p['pid']}: {p['reason']})", markup=False, highlight=False, soft_wrap=True)
+        out.print(summary.docker, markup=False, highlight=False, soft_wrap=True)
+        if summary.volume_removed:
+            out.print("removed its data volume", markup=False, highlight=False, soft_wrap=True)
+        if summary.purged:
+            out.print(f"deleted {summary.purged}", markup=False, highlight=False, soft_wrap=True)
+        if summary.nothing_to_stop:
+            out.print("nothing to stop", markup=False, highlight=False, soft_wrap=True)
+
+    emit(summary.as_dict(), human)
+    if summary.still_running:
+        names = ", ".join(f"{p['name']} (pid {p['pid']})" for p in summary.still_running)
+        raise TaosprspError(f"still running after SIGKILL: {names}; their pid files are kept")
 
 
 def _argv_without_background() -> list[str]:

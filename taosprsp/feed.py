@@ -75,14 +75,29 @@ class FeedStats:
         return {**asdict(self), "rows_per_second_in_update": round(self.rows_per_second_in_update, 1)}
 
 
-class Feed:
-    """Keeps a rolling-window Perspective table and a latest-per-subtable table up to date from a store."""
+RING_COLUMN = "rid"
 
-    def __init__(self, dataset: Dataset, precision: str, window: Any, latest: Any, mode: str) -> None:
+
+def window_schema(dataset: Dataset) -> dict[str, str]:
+    """The rolling window's Perspective schema: the dataset's, plus the ring slot it is indexed by."""
+    return {RING_COLUMN: "integer", **dataset.perspective_schema()}
+
+
+class Feed:
+    """Keeps a rolling-window Perspective table and a latest-per-subtable table up to date from a store.
+
+    The window is a ring: indexed by `rid`, the row's slot modulo `limit`, so a new row overwrites the
+    oldest. Perspective's own `limit` tables do the same but slow down about 15x once full (measured with
+    perspective-python 4.3.0: 100k-row updates from ~0.1 s to ~2 s), while the ring keeps its speed.
+    """
+
+    def __init__(self, dataset: Dataset, precision: str, window: Any, latest: Any, mode: str, limit: int) -> None:
         self.dataset = dataset
         self.precision = precision
         self.window = window
         self.latest = latest
+        self.limit = limit
+        self.sequence = 0
         self.watermark = Watermark()
         self.stats = FeedStats(mode=mode)
         self._lock = threading.Lock()
@@ -104,7 +119,7 @@ class Feed:
                 return 0
             started = time.perf_counter()
             ready = perspective_arrow(self.dataset, fresh, self.precision)
-            self.window.update(ipc_bytes(ready))
+            self.window.update(ipc_bytes(self._in_ring(ready)))
             self.latest.update(ipc_bytes(latest_per_subtable(ready)))
             self.watermark.advance(fresh)
             self.stats.seconds_in_update += time.perf_counter() - started
@@ -112,6 +127,15 @@ class Feed:
             self.stats.updates += 1
             self.stats.last_update_at = time.time()
             return fresh.num_rows
+
+    def _in_ring(self, ready: pa.Table) -> pa.Table:
+        """The rows that fit the window, each with the ring slot it overwrites."""
+        count = ready.num_rows
+        kept = ready.slice(max(0, count - self.limit))
+        first = self.sequence + count - kept.num_rows
+        self.sequence += count
+        slots = (first + np.arange(kept.num_rows, dtype=np.int64)) % self.limit
+        return kept.add_column(0, RING_COLUMN, pa.array(slots.astype(np.int32)))
 
     def poll(self, store: Store, interval: float, stop: threading.Event) -> None:
         """Read what is newer than the watermark every `interval` seconds until `stop`."""

@@ -22,7 +22,7 @@ from perspective.handlers.tornado import PerspectiveTornadoHandler
 from taosprsp.config import Config, parse_duration
 from taosprsp.datasets import SUBTABLE_COLUMN, get_dataset
 from taosprsp.errors import ConfigError, TaosprspError
-from taosprsp.feed import Feed
+from taosprsp.feed import RING_COLUMN, Feed, window_schema
 from taosprsp.stores import open_store, resolve_kind
 from taosprsp.viewer import REQUIRED_ASSET, dashboard_document, dashboard_routes, viewer_dir
 
@@ -75,10 +75,9 @@ class LiveServer:
         self.dataset = get_dataset(self.config.dataset.name)
         self.server = perspective.Server()
         client = self.server.new_local_client()
-        schema = self.dataset.perspective_schema()
-        self.window = client.table(schema, limit=self.config.server.limit, name=self.config.perspective_table)
-        self.latest = client.table(schema, index=SUBTABLE_COLUMN, name=self.config.latest_table)
-        self.feed = Feed(self.dataset, self.config.database.precision, self.window, self.latest, self.mode)
+        self.window = client.table(window_schema(self.dataset), index=RING_COLUMN, name=self.config.perspective_table)
+        self.latest = client.table(self.dataset.perspective_schema(), index=SUBTABLE_COLUMN, name=self.config.latest_table)
+        self.feed = Feed(self.dataset, self.config.database.precision, self.window, self.latest, self.mode, self.config.server.limit)
         self.stop_event = threading.Event()
         self.url = ""
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="perspective")
@@ -120,6 +119,7 @@ class LiveServer:
             self._feed_ready.set()
             return
         try:
+            store.ensure_schema(self.dataset, self.config.dataset.tables)
             if self.mode == "tmq":
                 # subscribe before the snapshot: rows arriving in between come through both and the
                 # watermark drops the second copy, where the other order would lose them

@@ -1,0 +1,157 @@
+"""`taosprsp serve`: incremental, columnar, exact; seen through a real Perspective client on the WebSocket."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from typer.testing import CliRunner
+
+from taosprsp.cli import app
+from taosprsp.client import fetch_table
+from taosprsp.config import Config
+from taosprsp.datasets import METERS, STOCKS
+from taosprsp.feed import perspective_arrow
+from taosprsp.seed import seed
+from taosprsp.serve import LiveServer
+from taosprsp.stores import Watermark, open_store
+from taosprsp.viewer import REQUIRED_ASSET, viewer_dir
+
+from test_produce import cli_env
+
+
+def pairs(table: pa.Table) -> list[tuple[str, int]]:
+    ts = table["ts"].cast(pa.int64()) if pa.types.is_timestamp(table["ts"].type) else table["ts"]
+    return list(zip(table["tbname"].cast(pa.string()).to_pylist(), ts.to_pylist()))
+
+
+def store_rows(config: Config) -> pa.Table:
+    with open_store(config) as store:
+        return store.read_after(METERS, Watermark())
+
+
+def wait_until(predicate, timeout: float = 20.0, step: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return predicate()
+
+
+@pytest.fixture
+def server(config: Config) -> Iterator[LiveServer]:
+    live = LiveServer(config.replace(server={"port": 0, "interval": "50ms"})).start()
+    yield live
+    live.stop()
+
+
+def start_producer(config: Config, *args: str) -> subprocess.Popen:
+    env = {**os.environ, **cli_env(config)}
+    return subprocess.Popen([sys.executable, "-m", "taosprsp", "--json", "produce", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_client_sees_the_table_grow_with_every_written_row_once(server: LiveServer, config: Config) -> None:
+    producer = start_producer(config, "--count", "6000", "--rate", "3000", "--batch", "300")
+    sizes = []
+    while producer.poll() is None:
+        sizes.append(fetch_table(server.websocket_url, config.perspective_table).num_rows)
+        time.sleep(0.3)
+    assert producer.returncode == 0, producer.stderr.read()
+    assert json.loads(producer.stdout.read())["rows_written"] == 6000
+    assert wait_until(lambda: server.window.size() == 6000)
+    seen = fetch_table(server.websocket_url, config.perspective_table)
+    assert len(set(pairs(seen))) == len(pairs(seen)) == 6000
+    assert set(pairs(seen)) == set(pairs(store_rows(config)))
+    growing = [s for s in sizes if 0 < s < 6000]
+    assert len(growing) >= 2 and growing == sorted(growing)
+
+
+def test_snapshot_loads_existing_rows_and_latest_holds_one_row_per_meter(config: Config) -> None:
+    with open_store(config) as store:
+        seed(store, METERS, 5, "ms", rows=2000)
+    live = LiveServer(config.replace(server={"port": 0})).start()
+    try:
+        window = fetch_table(live.websocket_url, config.perspective_table)
+        latest = fetch_table(live.websocket_url, config.latest_table)
+    finally:
+        live.stop()
+    assert window.num_rows == 2000 and len(set(pairs(window))) == 2000
+    with open_store(config) as store:
+        newest = store.last_timestamps(METERS)
+    assert dict(pairs(latest)) == newest
+
+
+def test_window_keeps_only_the_newest_rows_up_to_its_limit(config: Config) -> None:
+    live = LiveServer(config.replace(server={"port": 0, "limit": 1000, "interval": "50ms"})).start()
+    try:
+        producer = start_producer(config, "--count", "5000", "--rate", "0", "--batch", "250")
+        producer.wait(timeout=60)
+        assert wait_until(lambda: live.feed.stats.rows_fed == 5000)
+        window = fetch_table(live.websocket_url, config.perspective_table)
+    finally:
+        live.stop()
+    assert window.num_rows == 1000
+    assert len(set(pairs(window))) == 1000
+    newest = sorted(pairs(store_rows(config)), key=lambda p: p[1])[-1]
+    assert newest in set(pairs(window))
+
+
+def test_stats_endpoint_reports_the_feed(server: LiveServer, config: Config) -> None:
+    with open_store(config) as store:
+        seed(store, METERS, 3, "ms", rows=300)
+    assert wait_until(lambda: server.feed.stats.rows_fed == 300)
+    stats = json.loads(urllib.request.urlopen(server.url + "api/stats", timeout=5).read())
+    assert stats["feed"]["rows_fed"] == 300 and stats["tables"][config.perspective_table] == 300
+
+
+def test_dashboard_json_names_the_served_tables(server: LiveServer, config: Config) -> None:
+    if not (viewer_dir() / REQUIRED_ASSET).is_file():
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(server.url, timeout=5)
+        assert missing.value.code == 503
+        return
+    document = json.loads(urllib.request.urlopen(server.url + "dashboard.json", timeout=5).read())
+    assert {panel["table"] for panel in document["panels"]} == {config.perspective_table, config.latest_table}
+    assert b"dashboard.js" in urllib.request.urlopen(server.url, timeout=5).read()
+
+
+@pytest.mark.parametrize("store_kind", ["embedded"])
+def test_tmq_feed_on_the_embedded_store_is_a_clear_error(config: Config) -> None:
+    result = CliRunner().invoke(app, ["serve", "--feed", "tmq"], env=cli_env(config))
+    assert result.exit_code == 3
+    assert "--feed tmq needs TDengine" in result.stderr
+
+
+@pytest.mark.tdengine
+@pytest.mark.parametrize("store_kind", ["tdengine"])
+@pytest.mark.parametrize("feed", ["tmq", "poll"])
+def test_each_tdengine_feed_delivers_every_row_once(config: Config, feed: str) -> None:
+    live = LiveServer(config.replace(server={"port": 0, "feed": feed, "interval": "50ms"})).start()
+    try:
+        producer = start_producer(config, "--count", "3000", "--rate", "3000")
+        producer.wait(timeout=60)
+        assert wait_until(lambda: live.window.size() == 3000, timeout=30)
+        seen = fetch_table(live.websocket_url, config.perspective_table)
+    finally:
+        live.stop()
+    assert len(set(pairs(seen))) == 3000
+    assert set(pairs(seen)) == set(pairs(store_rows(config)))
+
+
+def test_perspective_arrow_types_times_for_perspective() -> None:
+    table = pa.table({"tbname": ["s0"], "ts": pa.array([1_700_000_000_123_456], pa.int64()),
+                      "date": pa.array([1_699_920_000_000_000], pa.int64())})
+    ready = perspective_arrow(STOCKS, table, "us")
+    assert ready["ts"].type == pa.timestamp("us") and ready["date"].type == pa.date32()
+    assert ready["date"][0].as_py().isoformat() == "2023-11-14"
