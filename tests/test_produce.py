@@ -22,19 +22,12 @@ from taosprsp.produce import ProduceOptions, produce
 from taosprsp.schemaless import encode, measurement
 from taosprsp.stores import EmbeddedStore, Watermark, open_store
 
+from helpers import cli_env
+
 SUMMARY_FIELDS = {
     "store", "dataset", "protocol", "target_rate", "batch", "tables", "rows_written", "rows_failed", "batches",
     "errors", "reconnects", "seconds", "lag_seconds", "last_error", "stopped_by", "rows_per_second", "behind",
 }
-
-
-def cli_env(config: Config) -> dict[str, str]:
-    """Environment that points a `taosprsp` process at the test's store."""
-    env = {"TAOSPRSP_STORE_KIND": config.store.kind, "TAOSPRSP_STORE_PATH": config.store.path,
-           "TAOSPRSP_STATE_DIR": config.state.dir, "TAOSPRSP_DATABASE_NAME": config.database.name}
-    if config.tdengine.dsn:
-        env["TAOSPRSP_TDENGINE_DSN"] = config.tdengine.dsn
-    return env
 
 
 def run_cli(config: Config, *args: str) -> tuple[int, str, str]:

@@ -26,7 +26,7 @@ from taosprsp.serve import LiveServer
 from taosprsp.stores import Watermark, open_store
 from taosprsp.viewer import REQUIRED_ASSET, viewer_dir
 
-from test_produce import cli_env
+from helpers import cli_env, start_producer
 
 
 def pairs(table: pa.Table) -> list[tuple[str, int]]:
@@ -53,12 +53,6 @@ def server(config: Config) -> Iterator[LiveServer]:
     live = LiveServer(config.replace(server={"port": 0, "interval": "50ms"})).start()
     yield live
     live.stop()
-
-
-def start_producer(config: Config, *args: str) -> subprocess.Popen:
-    env = {**os.environ, **cli_env(config)}
-    return subprocess.Popen([sys.executable, "-m", "taosprsp", "--json", "produce", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def test_client_sees_the_table_grow_with_every_written_row_once(server: LiveServer, config: Config) -> None:
