@@ -8,6 +8,7 @@ When the store cannot keep up, the stats say so ("behind") instead of the rate q
 from __future__ import annotations
 
 import signal
+from concurrent.futures import ThreadPoolExecutor
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -25,6 +26,7 @@ from taosprsp.stores.base import Store
 MAX_AUTO_BATCH = 10_000
 RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0)
 BEHIND_SECONDS = 1.0
+PREFETCH_BELOW_SECONDS = 0.01
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,15 @@ class StopSignal:
             signal.signal(sig, handler)  # type: ignore[arg-type]
 
 
+def _prefetched(batches: Iterator[object]) -> Iterator[object]:
+    """The same batches, each generated on a worker thread while the previous one is being written."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="generate") as pool:
+        pending = pool.submit(next, batches, None)
+        while (batch := pending.result()) is not None:
+            pending = pool.submit(next, batches, None)
+            yield batch
+
+
 def _batches(options: ProduceOptions, generator: Generator, clock: Clock) -> Iterator[object]:
     produced = 0
     rows = options.batch_rows
@@ -172,7 +183,11 @@ def produce(
     deadline = started + options.duration if options.duration else None
     produced = 0
     last_report = 0.0
-    for batch in _batches(options, generator, clock):
+    source = _batches(options, generator, clock)
+    # Overlap generation with writing when batches follow each other closely; at slower paces a batch
+    # generated ahead would carry timestamps older than its write by up to one interval.
+    prefetch = writing and (options.rate <= 0 or options.batch_rows / options.rate < PREFETCH_BELOW_SECONDS)
+    for batch in _prefetched(source) if prefetch else source:
         if stop.is_set():
             stats.stopped_by = stats.stopped_by or "signal"
             break
