@@ -63,6 +63,8 @@ class GlobalOptionsGroup(TyperGroup):
     """Accepts the global options anywhere on the command line, as users write them."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        global _invocation
+        _invocation = list(args)
         return super().parse_args(ctx, hoist_global_options(list(args)))
 
 
@@ -81,7 +83,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
 
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 class StoreChoice(str, Enum):
@@ -110,6 +112,7 @@ class State:
 
 
 _current = State()
+_invocation: list[str] = []
 
 
 def _state() -> State:
@@ -157,7 +160,7 @@ def main_options(
         dir_okay=False,
     ),
     store: Optional[StoreChoice] = typer.Option(
-        None, "--store", help="auto: TDengine when it answers, else the embedded store. [default: auto]",
+        None, "--store", help="auto: TDengine when it answers, else the embedded store. \\[default: auto]",
     ),
     json_output: bool = typer.Option(False, "--json", help="Machine-readable output: one JSON document on stdout."),
     verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More detail; tracebacks on errors."),
@@ -191,7 +194,7 @@ def config_show() -> None:
 @db_app.command("seed")
 @handle_errors
 def db_seed(
-    tables: Optional[int] = typer.Option(None, "--tables", "-t", min=1, help="Subtables to create. [default: dataset.tables]"),
+    tables: Optional[int] = typer.Option(None, "--tables", "-t", min=1, help="Subtables to create. \\[default: dataset.tables]"),
     rows: int = typer.Option(0, "--rows", "-n", min=0, help="Rows of history to backfill, spread over the subtables."),
     span: str = typer.Option("1d", "--span", help="How far back the backfilled history reaches (e.g. 1h, 7d)."),
     drop: bool = typer.Option(False, "--drop", help="Drop and recreate the database (TDengine) or table (embedded) first."),
@@ -260,12 +263,12 @@ def db_status() -> None:
 @app.command()
 @handle_errors
 def produce(
-    rate: Optional[float] = typer.Option(None, "--rate", "-r", min=0, help="Target rows/s across all subtables (0: as fast as possible). [default: producer.rate]"),
+    rate: Optional[float] = typer.Option(None, "--rate", "-r", min=0, help="Target rows/s across all subtables (0: as fast as possible). \\[default: producer.rate]"),
     interval: Optional[str] = typer.Option(None, "--interval", help="Seed style: one batch every INTERVAL (e.g. 250ms); the rate becomes batch/interval."),
-    batch: Optional[int] = typer.Option(None, "--batch", "-b", min=1, help="Rows per write. [default: a tenth of a second's rows, at most 10,000]"),
+    batch: Optional[int] = typer.Option(None, "--batch", "-b", min=1, help="Rows per write. \\[default: a tenth of a second's rows, at most 10,000]"),
     count: Optional[int] = typer.Option(None, "--count", "-n", min=1, help="Stop after N rows."),
     duration: Optional[str] = typer.Option(None, "--duration", "-d", help="Stop after this long (e.g. 30s)."),
-    tables: Optional[int] = typer.Option(None, "--tables", "-t", min=1, help="Subtables to spread rows over. [default: dataset.tables]"),
+    tables: Optional[int] = typer.Option(None, "--tables", "-t", min=1, help="Subtables to spread rows over. \\[default: dataset.tables]"),
     protocol: Optional[str] = typer.Option(None, "--protocol", help="stmt2 (columnar binds), or schemaless line, telnet or json (TDengine only)."),
     sink: str = typer.Option("store", "--sink", help="store: write; null: generate and encode only, to show the generator's ceiling."),
     seed_value: Optional[int] = typer.Option(None, "--seed", help="Random seed, for a reproducible run."),
@@ -338,11 +341,11 @@ def produce(
 @app.command()
 @handle_errors
 def serve(
-    host: Optional[str] = typer.Option(None, "--host", help="Address to bind. [default: server.host, 127.0.0.1]"),
-    port: Optional[int] = typer.Option(None, "--port", "-p", min=0, max=65535, help="Port (0: any free one). [default: server.port]"),
+    host: Optional[str] = typer.Option(None, "--host", help="Address to bind. \\[default: server.host, 127.0.0.1]"),
+    port: Optional[int] = typer.Option(None, "--port", "-p", min=0, max=65535, help="Port (0: any free one). \\[default: server.port]"),
     feed: Optional[str] = typer.Option(None, "--feed", help="tmq (TDengine push), poll, or auto (tmq on TDengine, poll otherwise)."),
-    interval: Optional[str] = typer.Option(None, "--interval", help="Poll interval, e.g. 100ms. [default: server.interval]"),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Rows kept in the rolling-window table. [default: server.limit]"),
+    interval: Optional[str] = typer.Option(None, "--interval", help="Poll interval, e.g. 100ms. \\[default: server.interval]"),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Rows kept in the rolling-window table. \\[default: server.limit]"),
     background: bool = typer.Option(False, "--background", help="Run detached; pid file and log under the state directory."),
 ) -> None:
     """Serve live Perspective tables over a WebSocket (/websocket) and the dashboard at /.
@@ -383,7 +386,7 @@ def serve(
 @handle_errors
 def viewer(
     ws: str = typer.Option("ws://127.0.0.1:8080/websocket", "--ws", help="WebSocket of a running `taosprsp serve`."),
-    port: Optional[int] = typer.Option(None, "--port", "-p", min=0, max=65535, help="Port for the dashboard. [default: viewer.port]"),
+    port: Optional[int] = typer.Option(None, "--port", "-p", min=0, max=65535, help="Port for the dashboard. \\[default: viewer.port]"),
     no_open: bool = typer.Option(False, "--no-open", help="Do not open a browser."),
 ) -> None:
     """Serve the dashboard (offline: assets from viewer/node_modules) against a given server, and open it.
@@ -398,6 +401,40 @@ def viewer(
 
     config = _state().config(viewer={"port": port, "open": False if no_open else None})
     serve_viewer(config, ws, config.viewer.open, on_ready=lambda url: err.print(f"dashboard: {url} (data from {ws})", highlight=False))
+
+
+@app.command()
+@handle_errors
+def demo(
+    rate: float = typer.Option(1000.0, "--rate", "-r", min=1, help="Rows/s the background producer writes."),
+    history: int = typer.Option(36_000, "--history", min=0, help="Rows of the past hour seeded into an empty store."),
+    port: Optional[int] = typer.Option(None, "--port", "-p", min=0, max=65535, help="Server port. \\[default: server.port]"),
+) -> None:
+    """The whole pipeline in one command: store, seed, producer, server and dashboard; Ctrl-C stops it all.
+
+    Uses TDengine when one answers (or starts one with `db up` where Docker runs), else the embedded store.
+
+    Examples:
+
+        taosprsp demo
+        taosprsp --config configs/stocks.toml demo --store embedded --port 8090
+    """
+    from taosprsp.demo import run_demo
+    from taosprsp.progress import interactive
+
+    state = _state()
+    config = state.config(server={"port": port})
+
+    def ready(url: str, choice: Any) -> None:
+        if state.json:
+            typer.echo(json.dumps({"url": url, "websocket": url.replace("http://", "ws://") + "websocket",
+                                   "store": choice.kind, "reason": choice.reason}))
+        else:
+            err.print(f"{choice.reason}\nproducing {rate:g} rows/s in the background; dashboard: {url}\nCtrl-C to stop everything",
+                      highlight=False)
+        sys.stdout.flush()
+
+    run_demo(config, rate, history, ready, show_progress=interactive(state.quiet or state.json))
 
 
 # --- bench --------------------------------------------------------------------------------------------
@@ -524,7 +561,8 @@ def teardown(
 
 
 def _argv_without_background() -> list[str]:
-    return [arg for arg in sys.argv[1:] if arg != "--background"]
+    """This invocation's arguments, for the same command run detached."""
+    return [arg for arg in _invocation if arg != "--background"]
 
 
 def main() -> None:
