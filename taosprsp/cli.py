@@ -82,7 +82,7 @@ config_app = typer.Typer(help="The effective configuration.", no_args_is_help=Tr
 app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
 
-out = Console()
+out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 
