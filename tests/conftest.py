@@ -51,6 +51,7 @@ def drop_test_database(config: Config) -> None:
         return
     store = open_store(config)
     try:
+        store._execute(f"DROP TOPIC IF EXISTS `{store.topic_name()}`")  # type: ignore[attr-defined]
         store._execute(f"DROP DATABASE IF EXISTS `{config.database.name}`")  # type: ignore[attr-defined]
     finally:
         store.close()

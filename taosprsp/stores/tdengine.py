@@ -141,6 +141,8 @@ class TDengineStore(Store):
 
     def ensure_schema(self, dataset: Dataset, tables: int, drop: bool = False) -> None:
         if drop:
+            # a database with a topic on it cannot be dropped; the feed's topic is recreated by `serve`
+            self._execute(f"DROP TOPIC IF EXISTS `{self.topic_name()}`")
             self._execute(f"DROP DATABASE IF EXISTS `{self.database.name}`")
             self._statement = None
         existing = self._existing_precision()
