@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import os
 import re
 import sys
@@ -107,6 +108,7 @@ class ViewerSettings:
     title: str = "taosprsp live dashboard"
     theme: str = "Pro Dark"
     layout: str = ""
+    panels: list[dict] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -183,7 +185,7 @@ def _type_name(expected: Any) -> str:
     if origin is list:
         (item,) = typing.get_args(expected)
         return f"a list of {item.__name__}"
-    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}[expected]
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false", dict: "a table"}[expected]
 
 
 def _coerce(section: str, key: str, value: Any, expected: Any, where: str, from_text: bool) -> Any:
@@ -404,6 +406,8 @@ def to_toml(data: Mapping[str, Mapping[str, Any]]) -> str:
             return repr(value)
         if isinstance(value, list):
             return "[" + ", ".join(literal(v) for v in value) + "]"
+        if isinstance(value, dict):
+            return "{" + ", ".join(f"{json.dumps(str(k))} = {literal(v)}" for k, v in value.items()) + "}"
         return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
     lines: list[str] = []

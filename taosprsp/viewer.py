@@ -85,8 +85,14 @@ def default_panels(config: Config) -> list[dict[str, Any]]:
 
 
 def dashboard_document(config: Config, websocket_url: str | None = None) -> dict[str, Any]:
-    """What `dashboard.json` holds: `websocket` (None: same origin), title, columns, panels."""
-    if config.viewer.layout:
+    """What `dashboard.json` holds: `websocket` (None: same origin), title, columns, panels.
+
+    Panels come from `[[viewer.panels]]` in the config, else from the JSON file `viewer.layout`, else
+    from the dataset's defaults.
+    """
+    if config.viewer.panels:
+        document = {"title": config.viewer.title, "columns": 2, "panels": config.viewer.panels}
+    elif config.viewer.layout:
         path = Path(config.viewer.layout)
         try:
             document = json.loads(path.read_text(encoding="utf-8"))

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
 
-from taosprsp.config import Config, as_dict, endpoint, load_config, parse_duration
+from taosprsp.config import Config, as_dict, endpoint, load_config, parse_duration, to_toml
 from taosprsp.errors import ConfigError
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
@@ -111,3 +112,31 @@ def test_durations(text, seconds) -> None:
 
 def test_unrelated_taosprsp_variables_are_ignored() -> None:
     assert load_config(environ={"TAOSPRSP_TEST_DSN": "taosws://x"}) == Config()
+
+
+def test_dashboard_panels_come_from_the_toml_config(tmp_path: Path) -> None:
+    from taosprsp.viewer import dashboard_document
+
+    path = write(tmp_path, """
+[[viewer.panels]]
+table = "meters"
+title = "Mean current by location"
+config = { plugin = "Datagrid", group_by = ["location"], columns = ["current"], aggregates = { current = "avg" } }
+""")
+    document = dashboard_document(load_config(path, environ={}))
+    assert document["panels"] == [{"table": "meters", "title": "Mean current by location", "config": {
+        "plugin": "Datagrid", "group_by": ["location"], "columns": ["current"], "aggregates": {"current": "avg"}}}]
+    shown = tomllib.loads(to_toml(as_dict(load_config(path, environ={}))))
+    assert shown["viewer"]["panels"] == document["panels"]
+
+
+def test_dashboard_layout_from_a_json_file(tmp_path: Path) -> None:
+    from taosprsp.viewer import dashboard_document
+
+    layout = tmp_path / "layout.json"
+    layout.write_text('{"panels": [{"table": "meters", "config": {"plugin": "Datagrid"}}]}')
+    document = dashboard_document(load_config(overrides={"viewer": {"layout": str(layout)}}, environ={}))
+    assert document["panels"][0]["config"] == {"plugin": "Datagrid"}
+    layout.write_text("[1, 2]")
+    with pytest.raises(ConfigError, match="must be an object"):
+        dashboard_document(load_config(overrides={"viewer": {"layout": str(layout)}}, environ={}))
