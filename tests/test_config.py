@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import tomllib
+
 from pathlib import Path
 
 import pytest
 
-from taosprsp.config import Config, as_dict, endpoint, load_config, parse_duration, to_toml
+from taosprsp.config import Config, as_dict, endpoint, load_config, parse_duration, to_toml, tomllib
 from taosprsp.errors import ConfigError
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
