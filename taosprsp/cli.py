@@ -33,10 +33,9 @@ def hoist_global_options(args: list[str], own_json: frozenset[str] = frozenset({
 
     `--json` stays in place for commands that have their own `--json PATH` option.
     """
-    command = next((a for a in args if not a.startswith("-")), None)
     front: list[str] = []
     rest: list[str] = []
-    seen_command = False
+    command: str | None = None
     index = 0
     while index < len(args):
         arg = args[index]
@@ -44,14 +43,14 @@ def hoist_global_options(args: list[str], own_json: frozenset[str] = frozenset({
         if arg == "--":
             rest.extend(args[index:])
             break
-        if not arg.startswith("-") and not seen_command:
-            seen_command = True
-        if seen_command and name in GLOBAL_VALUED:
+        if name in GLOBAL_VALUED:
             take = 1 if "=" in arg else 2
             front.extend(args[index:index + take])
             index += take
             continue
-        if seen_command and arg in GLOBAL_FLAGS and not (arg == "--json" and command in own_json):
+        if command is None and not arg.startswith("-"):
+            command = arg
+        if arg in GLOBAL_FLAGS and not (arg == "--json" and command in own_json):
             front.append(arg)
         else:
             rest.append(arg)
@@ -438,6 +437,48 @@ def demo(
 
 
 # --- bench --------------------------------------------------------------------------------------------
+
+
+@app.command()
+@handle_errors
+def bench(
+    quick: bool = typer.Option(False, "--quick", help="Under a minute, for CI: fewer rows, one repeat, 2 s of latency at 1,000 rows/s."),
+    json_path: Optional[Path] = typer.Option(None, "--json", metavar="PATH", dir_okay=False, help="Write the results as JSON (schema taosprsp.bench/1, see `taosprsp.bench`)."),
+    plot: Optional[Path] = typer.Option(None, "--plot", metavar="PATH.png", dir_okay=False, help="Draw throughput per stage and the latency CDFs to a PNG."),
+    fail_under: list[str] = typer.Option([], "--fail-under", metavar="STAGE=ROWS_PER_S", help="Exit 7 when STAGE's median is under ROWS_PER_S (repeatable); stages: generate, ingest-<batch>, read, feed."),
+    repeats: Optional[int] = typer.Option(None, "--repeats", min=1, help="Repeats per stage. \\[default: bench.repeats]"),
+    rows: Optional[int] = typer.Option(None, "--rows", min=1, help="Rows per measurement. \\[default: bench.rows]"),
+) -> None:
+    """Measure rows/s of every stage (generate, ingest, read, feed) and end-to-end latency, against the seeds' way.
+
+    Runs on a fresh temporary store of the configured kind (user data is untouched) and removes it afterwards.
+    `taosprsp --json bench` prints the JSON document on stdout instead of the tables.
+
+    Examples:
+
+        taosprsp bench --store embedded --json bench.json --plot bench.png
+        taosprsp bench --quick --fail-under ingest-1000=100000
+    """
+    from taosprsp import bench as benchmark
+    from taosprsp.progress import interactive
+    from taosprsp.stores import resolve_kind
+
+    state = _state()
+    config = state.config(bench={"repeats": repeats, "rows": rows})
+    thresholds = benchmark.parse_thresholds(fail_under, config)
+    for path, option in ((json_path, "--json"), (plot, "--plot")):
+        if path is not None:
+            benchmark.check_output_path(path, option)
+    with benchmark.step_progress(interactive(state.quiet or state.json)) as on_step:
+        report = benchmark.run_bench(config, resolve_kind(config), quick=quick, on_step=on_step)
+    if json_path is not None:
+        benchmark.write_json(report, json_path)
+    if plot is not None:
+        benchmark.write_plot(report, plot)
+    emit(report.as_dict(), lambda: benchmark.render(report, out))
+    failures = benchmark.below_thresholds(report, thresholds)
+    if failures:
+        raise TaosprspError("; ".join(failures), ExitCode.BELOW_THRESHOLD)
 
 
 # --- lifecycle ----------------------------------------------------------------------------------------

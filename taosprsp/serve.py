@@ -57,6 +57,16 @@ class MissingAssets(tornado.web.RequestHandler):
         self.write(self.message + "\n")
 
 
+def _listen_error(config: Config, error: BaseException) -> BaseException:
+    """A port already in use (or not allowed) as a user error; anything else unchanged."""
+    if isinstance(error, OSError):
+        return TaosprspError(
+            f"cannot listen on {config.server.host}:{config.server.port}: {error.strerror or error}; "
+            "choose another with --port (0 picks a free one)"
+        )
+    return error
+
+
 @dataclass
 class LiveServer:
     """One running `serve`: Perspective tables, the feed thread and the Tornado server.
@@ -162,12 +172,18 @@ class LiveServer:
         """Start the feed and the server on background threads; returns when both are up."""
         self._start_feed()
         listening = threading.Event()
+        failures: list[BaseException] = []
 
         def run_loop() -> None:
             self._loop = asyncio.new_event_loop()
             asyncio.set_event_loop(self._loop)
-            self._listen()
-            listening.set()
+            try:
+                self._listen()
+            except BaseException as exc:
+                failures.append(exc)
+                return
+            finally:
+                listening.set()
             self._loop.run_forever()
             self._http.stop()
             self._loop.close()
@@ -176,6 +192,9 @@ class LiveServer:
         thread.start()
         self._threads.append(thread)
         listening.wait()
+        if failures:
+            self.stop()
+            raise _listen_error(self.config, failures[0])
         if self.on_ready:
             self.on_ready(self.url)
         return self
@@ -195,7 +214,11 @@ class LiveServer:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         self._loop = loop
-        self._listen()
+        try:
+            self._listen()
+        except OSError as exc:
+            self.stop_event.set()
+            raise _listen_error(self.config, exc) from exc
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, loop.stop)
         if self.on_ready:

@@ -10,6 +10,7 @@ from typing import Iterator
 import pytest
 
 from taosprsp.config import Config, load_config
+from taosprsp.datasets import get_dataset
 from taosprsp.stores import Store, open_store
 
 TEST_DSN = os.environ.get("TAOSPRSP_TEST_DSN", "")
@@ -49,12 +50,8 @@ def store_config(kind: str, tmp_path: Path, **sections: dict) -> Config:
 def drop_test_database(config: Config) -> None:
     if config.store.kind != "tdengine":
         return
-    store = open_store(config)
-    try:
-        store._execute(f"DROP TOPIC IF EXISTS `{store.topic_name()}`")  # type: ignore[attr-defined]
-        store._execute(f"DROP DATABASE IF EXISTS `{config.database.name}`")  # type: ignore[attr-defined]
-    finally:
-        store.close()
+    with open_store(config) as store:
+        store.drop(get_dataset(config.dataset.name))
 
 
 STORE_KINDS = [

@@ -68,6 +68,20 @@ def test_global_options_work_after_the_subcommand() -> None:
         ["--store", "embedded", "db", "seed", "--rows", "5"]
     assert hoist_global_options(["bench", "--json", "out.json"]) == ["bench", "--json", "out.json"]
     assert hoist_global_options(["produce", "--json", "-q", "--store=embedded"]) == ["--json", "-q", "--store=embedded", "produce"]
+    assert hoist_global_options(["--store", "embedded", "bench", "--json", "x.json"]) == ["--store", "embedded", "bench", "--json", "x.json"]
+    assert hoist_global_options(["-c", "my.toml", "produce", "-v"]) == ["-c", "my.toml", "-v", "produce"]
+
+
+def test_serve_on_a_busy_port_is_a_clear_error() -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = invoke("serve", "--store", "embedded", "--port", str(port))
+    assert result.exit_code == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_seed_prints_a_summary_and_json_for_scripts() -> None:

@@ -119,3 +119,16 @@ def test_bad_identifiers_are_refused_before_any_sql(config: Config, bad: str, tm
     with pytest.raises(ConfigError):
         EmbeddedStore(tmp_path / "x.sqlite", bad)
     assert not (tmp_path / "x.sqlite").exists()
+
+
+def test_a_quiet_subtable_does_not_hold_back_the_read_bound() -> None:
+    """Reads start at the oldest mark of subtables still moving, not at a mark left behind long ago."""
+    watermark = Watermark()
+    watermark.advance(pa.table({"tbname": ["d0", "d1"], "ts": [100, 5_000]}))
+    assert watermark.low == 100
+    watermark.advanced_at["d0"] -= watermark.active_seconds + 1
+    assert watermark.low == 5_000
+    watermark.advanced_at["d1"] -= watermark.active_seconds + 1
+    assert watermark.low == 5_000
+    rows = pa.table({"tbname": ["d0", "d1", "d2"], "ts": [101, 5_000, 6_000]})
+    assert watermark.select_newer(rows).to_pydict() == {"tbname": ["d0", "d2"], "ts": [101, 6_000]}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
@@ -18,15 +19,25 @@ class Watermark:
 
     Timestamps strictly increase per subtable, so "newer than the watermark of its own subtable" selects
     every new row exactly once, even when subtables run at different clocks.
+
+    A store reads from `low` and filters with `select_newer`. `low` is the oldest mark among subtables
+    that advanced in the last `active_seconds`, so a subtable that went quiet does not make every later
+    read start at its old mark; when it resumes, its rows are stamped near the present, above `low`.
     """
 
     per_subtable: dict[str, int] = field(default_factory=dict)
     floor: int = -(2**62)
+    active_seconds: float = 30.0
+    advanced_at: dict[str, float] = field(default_factory=dict, repr=False)
 
     @property
     def low(self) -> int:
-        """The lowest timestamp a new row can have: the bound a store filters on before `select_newer`."""
-        return min([self.floor, *self.per_subtable.values()])
+        """The bound a store reads after, before `select_newer` drops what each subtable has seen."""
+        if not self.per_subtable:
+            return self.floor
+        now = time.monotonic()
+        active = [ts for name, ts in self.per_subtable.items() if now - self.advanced_at.get(name, now) <= self.active_seconds]
+        return max(self.floor, min(active) if active else max(self.per_subtable.values()))
 
     def select_newer(self, table: pa.Table) -> pa.Table:
         """Rows of `table` newer than the watermark of their subtable."""
@@ -45,9 +56,11 @@ class Watermark:
         if table.num_rows == 0:
             return
         newest = table.group_by(SUBTABLE_COLUMN).aggregate([("ts", "max")])
+        now = time.monotonic()
         for name, ts in zip(newest[SUBTABLE_COLUMN].to_pylist(), newest["ts_max"].to_pylist()):
             if ts > self.per_subtable.get(name, self.floor):
                 self.per_subtable[name] = ts
+                self.advanced_at[name] = now
 
 
 @dataclass(frozen=True)
@@ -76,6 +89,10 @@ class Store(ABC):
     @abstractmethod
     def ensure_schema(self, dataset: Dataset, tables: int, drop: bool = False) -> None:
         """Create the database, super table and `tables` subtables unless they exist; `drop` starts over."""
+
+    @abstractmethod
+    def drop(self, dataset: Dataset) -> None:
+        """Remove everything `ensure_schema` created (on TDengine: the database and the feed's topic)."""
 
     @abstractmethod
     def write(self, dataset: Dataset, batch: pa.Table) -> int:

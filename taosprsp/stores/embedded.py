@@ -56,10 +56,13 @@ class EmbeddedStore(Store):
         found = self._query("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' AND name = ?", (self.stable,))
         return found["n"][0].as_py() > 0
 
+    def drop(self, dataset: Dataset) -> None:
+        for table in (self.stable, self._subtables):
+            self._query(f'DROP TABLE IF EXISTS "{table}"')
+
     def ensure_schema(self, dataset: Dataset, tables: int, drop: bool = False) -> None:
         if drop:
-            for table in (self.stable, self._subtables):
-                self._cursor.execute(f'DROP TABLE IF EXISTS "{table}"')
+            self.drop(dataset)
         columns = ", ".join(f'"{f.name}" {_SQLITE_TYPES[f.kind]}' for f in dataset.fields)
         self._cursor.execute(f'CREATE TABLE IF NOT EXISTS "{self.stable}" ("{SUBTABLE_COLUMN}" TEXT NOT NULL, {columns})')
         self._cursor.execute(f'CREATE INDEX IF NOT EXISTS "{self.stable}_ts" ON "{self.stable}" (ts)')

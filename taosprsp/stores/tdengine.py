@@ -141,10 +141,7 @@ class TDengineStore(Store):
 
     def ensure_schema(self, dataset: Dataset, tables: int, drop: bool = False) -> None:
         if drop:
-            # a database with a topic on it cannot be dropped; the feed's topic is recreated by `serve`
-            self._execute(f"DROP TOPIC IF EXISTS `{self.topic_name()}`")
-            self._execute(f"DROP DATABASE IF EXISTS `{self.database.name}`")
-            self._statement = None
+            self.drop(dataset)
         existing = self._existing_precision()
         if existing is not None and existing != self.database.precision:
             raise ConfigError(
@@ -162,6 +159,13 @@ class TDengineStore(Store):
                 tags = ", ".join(_sql_literal(values[f.name][i]) for f in dataset.tags)
                 clauses.append(f"IF NOT EXISTS `{self.database.name}`.`{names[i]}` USING {self._qualified} TAGS ({tags})")
             self._execute("CREATE TABLE " + " ".join(clauses))
+
+    def drop(self, dataset: Dataset) -> None:
+        # a database with a topic on it cannot be dropped; `serve` recreates the feed's topic
+        self._execute(f"DROP TOPIC IF EXISTS `{self.topic_name()}`")
+        self._execute(f"DROP DATABASE IF EXISTS `{self.database.name}`")
+        self._statement = None
+        self._tag_cache.clear()
 
     def _prepared(self, dataset: Dataset) -> Any:
         if self._statement is None:
@@ -261,12 +265,13 @@ class TDengineStore(Store):
         return len(lines)
 
     def topic_name(self) -> str:
-        return f"{self.stable}_feed"
+        """The feed's topic; topic names are global to a server, so it names the database too."""
+        return f"{self.database.name}_{self.stable}_feed"
 
     def subscribe(self, dataset: Dataset, group_id: str, stop: Any, poll_seconds: float = 0.05) -> Iterator[pa.Table]:
         """Subscribe now to every new row of the super table; returns the batches as they are pushed.
 
-        The topic (`<stable>_feed`) is created when missing; it selects the store layout with times cast
+        The topic (`<database>_<stable>_feed`) is created when missing; it selects the store layout with times cast
         to epoch integers, so consumers parse no timestamps. Iteration ends when `stop` is set.
         """
         topic = self.topic_name()
