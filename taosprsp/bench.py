@@ -493,10 +493,9 @@ class _Run:
 
     def _read(self, store: Store, clock: Clock) -> tuple[StageResult, pa.Table]:
         """Reads of the newest `rows` rows after a watermark; also returns those rows for the feed stage."""
-        # a mark for every subtable (the bulk clock knows their newest rows) and a floor no lower than those
-        # marks: Watermark.low counts the floor, and the default one would make this a read of the whole table
+        # a mark for every subtable at its newest bulk row, so the read covers exactly the rows written next
         marks = {name: int(ts) for name, ts in zip(self.dataset.subtable_names(self.tables), clock.last)}
-        watermark = Watermark(per_subtable=marks, floor=min(marks.values()))
+        watermark = Watermark(per_subtable=marks)
         for table in self._batches(clock, self.settings.rows, self.chunk, seed=-1):
             store.write(self.dataset, table)
         found: list[pa.Table] = []
