@@ -75,3 +75,13 @@ def test_backfill_spreads_rows_over_the_span_ending_now() -> None:
     clock = Clock("ms", np.full(2, -(2**62), dtype=np.int64))
     ts = clock.backfill(np.array([10, 10]), span_seconds=10, end=1_000_000)
     assert ts[9] == 1_000_000 and ts[0] == 1_000_000 - 9 * 1000
+
+
+def test_bind_rounds_keep_each_subtable_under_tdengines_bind_limit() -> None:
+    import pyarrow as pa
+
+    from taosprsp.stores.tdengine import MAX_ROWS_PER_SUBTABLE_BIND, bind_rounds
+
+    limit = MAX_ROWS_PER_SUBTABLE_BIND
+    names = pa.array(["d0"] * (limit + 5) + ["d1"] * 3)
+    assert bind_rounds(names) == [[(0, limit), (limit + 5, limit + 8)], [(limit, limit + 5)]]

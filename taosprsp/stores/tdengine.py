@@ -65,14 +65,19 @@ def _sql_literal(value: Any) -> str:
     return str(int(value)) if isinstance(value, (int, np.integer)) else repr(float(value))
 
 
-def _run_bounds(names: pa.Array) -> Iterator[tuple[int, int]]:
-    """(start, stop) of each run of equal subtable names, at most one bind's worth of rows each."""
+def bind_rounds(names: pa.Array) -> list[list[tuple[int, int]]]:
+    """(start, stop) row ranges per bind call: each call binds every subtable's run at most once and at
+    most `MAX_ROWS_PER_SUBTABLE_BIND` rows of it; a longer run continues in the next call."""
     codes = pc.dictionary_encode(names).indices.to_numpy()
     edges = np.flatnonzero(codes[1:] != codes[:-1]) + 1
     bounds = np.concatenate([[0], edges, [len(codes)]])
-    for start, stop in zip(bounds[:-1], bounds[1:]):
-        for chunk_start in range(int(start), int(stop), MAX_ROWS_PER_SUBTABLE_BIND):
-            yield chunk_start, min(int(stop), chunk_start + MAX_ROWS_PER_SUBTABLE_BIND)
+    rounds: list[list[tuple[int, int]]] = []
+    for start, stop in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+        for index, chunk_start in enumerate(range(start, stop, MAX_ROWS_PER_SUBTABLE_BIND)):
+            if index == len(rounds):
+                rounds.append([])
+            rounds[index].append((chunk_start, min(stop, chunk_start + MAX_ROWS_PER_SUBTABLE_BIND)))
+    return rounds
 
 
 class TDengineStore(Store):
@@ -194,18 +199,17 @@ class TDengineStore(Store):
         binders = self._column_binders(dataset)
         columns = [(binder, batch[f.name].to_numpy()) for f, binder in binders]
         names = batch[SUBTABLE_COLUMN].combine_chunks()
-        params = []
-        for start, stop in _run_bounds(names):
-            params.append(
-                self._taosws.stmt2_bind_param_view(
-                    table_name=names[start].as_py(),
-                    tags=self._tags(dataset, batch, start),
-                    columns=[binder(values[start:stop].tolist()) for binder, values in columns],
-                )
-            )
         try:
-            statement.bind(params)
-            statement.execute()
+            for ranges in bind_rounds(names):
+                statement.bind([
+                    self._taosws.stmt2_bind_param_view(
+                        table_name=names[start].as_py(),
+                        tags=self._tags(dataset, batch, start),
+                        columns=[binder(values[start:stop].tolist()) for binder, values in columns],
+                    )
+                    for start, stop in ranges
+                ])
+                statement.execute()
         except BaseException as exc:
             if not _is_driver_error(exc):
                 raise
