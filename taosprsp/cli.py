@@ -394,7 +394,7 @@ def viewer(
 
     Example:
 
-        taosprsp viewer --ws ws://10.0.0.5:8080/websocket --no-open
+        taosprsp viewer --ws ws://dashboards.example.com:8080/websocket --no-open
     """
     from taosprsp.viewer import serve_viewer
 

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Iterator
@@ -149,3 +150,24 @@ def test_perspective_arrow_types_times_for_perspective() -> None:
     ready = perspective_arrow(STOCKS, table, "us")
     assert ready["ts"].type == pa.timestamp("us") and ready["date"].type == pa.date32()
     assert ready["date"][0].as_py().isoformat() == "2023-11-14"
+
+
+@pytest.mark.parametrize("store_kind", ["embedded"])
+def test_viewer_command_serves_the_dashboard_against_a_given_server(config: Config) -> None:
+    if not (viewer_dir() / REQUIRED_ASSET).is_file():
+        pytest.skip("viewer assets missing: npm ci --prefix viewer")
+    env = {**os.environ, **cli_env(config)}
+    viewer = subprocess.Popen(
+        [sys.executable, "-m", "taosprsp", "viewer", "--ws", "ws://127.0.0.9:8080/websocket", "--port", "0", "--no-open"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
+    )
+    try:
+        line = viewer.stderr.readline()
+        url = line.split("dashboard: ", 1)[1].split(" ", 1)[0]
+        document = json.loads(urllib.request.urlopen(url + "dashboard.json", timeout=5).read())
+        page = urllib.request.urlopen(url, timeout=5).read()
+    finally:
+        viewer.terminate()
+        viewer.wait(timeout=10)
+    assert document["websocket"] == "ws://127.0.0.9:8080/websocket"
+    assert b"dashboard.js" in page
