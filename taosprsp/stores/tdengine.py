@@ -237,7 +237,8 @@ class TDengineStore(Store):
         return self._table(dataset, self._rows(sql)[::-1])
 
     def count(self, dataset: Dataset) -> int:
-        return int(self._rows(f"SELECT COUNT(*) FROM {self._qualified}")[0][0])
+        rows = self._rows(f"SELECT COUNT(*) FROM {self._qualified}")
+        return int(rows[0][0]) if rows else 0
 
     def status(self, dataset: Dataset) -> StoreStatus:
         version = self._rows("SELECT SERVER_VERSION()")[0][0]
