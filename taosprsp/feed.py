@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import numpy as np
 import pyarrow as pa
@@ -163,5 +163,3 @@ def epoch_ticks(values: list[Any], precision: str) -> np.ndarray:
     micros = pa.array(values, pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_numpy()
     return micros * TICKS_PER_SECOND[precision] // 1_000_000
 
-
-Reporter = Callable[[FeedStats], None]

@@ -9,10 +9,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 from typing import Iterator
 
-import numpy as np
 import pyarrow as pa
 import pytest
 from typer.testing import CliRunner

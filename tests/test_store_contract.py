@@ -11,7 +11,7 @@ from taosprsp.datasets import METERS, STOCKS
 from taosprsp.errors import ConfigError
 from taosprsp.generate import Clock, Generator, spread
 from taosprsp.seed import seed
-from taosprsp.stores import EmbeddedStore, Store, Watermark, open_store
+from taosprsp.stores import EmbeddedStore, Store, Watermark
 
 
 def make_batch(dataset, tables: int, rows: int, start: int = 1_700_000_000_000, seed_value: int = 7) -> pa.Table:
