@@ -301,15 +301,9 @@ def produce(
         info = start_background(config, "produce", _argv_without_background())
         emit(info.as_dict(), lambda: out.print(f"producer running in the background: pid {info.pid}, log {info.log}"))
         return
-    target_rate = config.producer.rate
-    if config.producer.interval:
-        batch_rows = config.producer.batch or 250
-        target_rate = batch_rows / parse_duration(config.producer.interval, "--interval")
-    options = ProduceOptions(
-        tables=config.dataset.tables, rate=target_rate,
-        batch=config.producer.batch or (250 if config.producer.interval else 0),
-        count=count, duration=parse_duration(duration, "--duration") if duration else None,
-        protocol=config.producer.protocol, sink=sink, seed=config.producer.seed,
+    options = ProduceOptions.from_settings(
+        config.producer, config.dataset.tables, count=count, sink=sink,
+        duration=parse_duration(duration, "--duration") if duration else None,
     )
     dataset = get_dataset(config.dataset.name)
     kind = resolve_kind(config) if sink == "store" else None

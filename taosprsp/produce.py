@@ -12,11 +12,12 @@ from concurrent.futures import ThreadPoolExecutor
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from taosprsp import schemaless
+from taosprsp.config import ProducerSettings, parse_duration
 from taosprsp.datasets import Dataset
 from taosprsp.errors import TaosprspError
 from taosprsp.generate import Clock, Generator, spread
@@ -24,6 +25,7 @@ from taosprsp.seed import last_per_subtable
 from taosprsp.stores.base import Store
 
 MAX_AUTO_BATCH = 10_000
+SEED_STYLE_BATCH = 250
 RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0)
 BEHIND_SECONDS = 1.0
 PREFETCH_BELOW_SECONDS = 0.01
@@ -41,6 +43,15 @@ class ProduceOptions:
     protocol: str = "stmt2"
     sink: str = "store"
     seed: int | None = None
+
+    @classmethod
+    def from_settings(cls, settings: ProducerSettings, tables: int, **run: Any) -> "ProduceOptions":
+        """Options from `[producer]`: with `interval` set, one batch (250 rows unless given) per interval."""
+        rate, batch = settings.rate, settings.batch
+        if settings.interval:
+            batch = batch or SEED_STYLE_BATCH
+            rate = batch / parse_duration(settings.interval, "producer.interval")
+        return cls(tables=tables, rate=rate, batch=batch, protocol=settings.protocol, seed=settings.seed, **run)
 
     @property
     def batch_rows(self) -> int:

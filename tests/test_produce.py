@@ -185,3 +185,11 @@ def test_schemaless_rows_round_trip_on_tdengine(config: Config, protocol: str) -
         table = measurement(config.stable, protocol, "current" if protocol != "line" else "")
         rows = store._rows(f"SELECT COUNT(*) FROM `{config.database.name}`.`{table}`")  # type: ignore[attr-defined]
     assert rows[0][0] == 300
+
+
+def test_seed_style_interval_defaults_to_250_rows_a_batch() -> None:
+    from taosprsp.config import ProducerSettings
+
+    options = ProduceOptions.from_settings(ProducerSettings(interval="250ms"), tables=10)
+    assert (options.batch_rows, options.rate) == (250, 1000.0)
+    assert ProduceOptions.from_settings(ProducerSettings(rate=5000.0), tables=10).batch_rows == 500
