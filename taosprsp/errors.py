@@ -49,3 +49,10 @@ class StoreError(TaosprspError):
     """The store answered with an error."""
 
     exit_code = ExitCode.FAILURE
+
+
+def cannot_listen(host: str, port: int, error: OSError) -> TaosprspError:
+    """A port already in use (or not allowed) as a user error."""
+    return TaosprspError(
+        f"cannot listen on {host}:{port}: {error.strerror or error}; choose another with --port (0 picks a free one)"
+    )

@@ -21,7 +21,7 @@ from perspective.handlers.tornado import PerspectiveTornadoHandler
 
 from taosprsp.config import Config, parse_duration
 from taosprsp.datasets import SUBTABLE_COLUMN, get_dataset
-from taosprsp.errors import ConfigError, TaosprspError
+from taosprsp.errors import ConfigError, TaosprspError, cannot_listen
 from taosprsp.feed import RING_COLUMN, Feed, window_schema
 from taosprsp.stores import open_store, resolve_kind
 from taosprsp.viewer import REQUIRED_ASSET, dashboard_document, dashboard_routes, viewer_dir
@@ -60,10 +60,7 @@ class MissingAssets(tornado.web.RequestHandler):
 def _listen_error(config: Config, error: BaseException) -> BaseException:
     """A port already in use (or not allowed) as a user error; anything else unchanged."""
     if isinstance(error, OSError):
-        return TaosprspError(
-            f"cannot listen on {config.server.host}:{config.server.port}: {error.strerror or error}; "
-            "choose another with --port (0 picks a free one)"
-        )
+        return cannot_listen(config.server.host, config.server.port, error)
     return error
 
 

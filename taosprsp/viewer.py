@@ -18,7 +18,7 @@ import tornado.web
 
 from taosprsp.config import Config
 from taosprsp.datasets import SUBTABLE_COLUMN, get_dataset
-from taosprsp.errors import ConfigError, TaosprspError
+from taosprsp.errors import ConfigError, ExitCode, TaosprspError, cannot_listen
 
 VIEWER_DIR_ENV = "TAOSPRSP_VIEWER_DIR"
 REQUIRED_ASSET = Path("node_modules/@perspective-dev/viewer/dist/cdn/perspective-viewer.js")
@@ -134,10 +134,15 @@ def serve_viewer(config: Config, websocket_url: str, open_browser: bool, on_read
     """Serve the dashboard against the Perspective server at `websocket_url` until interrupted."""
     import tornado.ioloop
 
+    if not websocket_url.startswith(("ws://", "wss://")):
+        raise TaosprspError(f"--ws must be a WebSocket URL such as ws://127.0.0.1:8080/websocket, got {websocket_url!r}", ExitCode.USAGE)
     directory = viewer_dir()
     check_assets(directory)
     app = tornado.web.Application(dashboard_routes(dashboard_document(config, websocket_url), directory))
-    server = app.listen(config.viewer.port, address=config.viewer.host)
+    try:
+        server = app.listen(config.viewer.port, address=config.viewer.host)
+    except OSError as exc:
+        raise cannot_listen(config.viewer.host, config.viewer.port, exc) from exc
     port = next(iter(server._sockets.values())).getsockname()[1]
     url = f"http://{config.viewer.host}:{port}/"
     if on_ready:

@@ -120,3 +120,8 @@ def test_auto_store_falls_back_to_embedded_with_a_notice() -> None:
     result = invoke("db", "status", env={"TAOSPRSP_TDENGINE_PORT": "9"})
     assert result.exit_code == 0
     assert "notice: TDengine at 127.0.0.1:9 did not answer; using the embedded store" in result.stderr
+
+
+def test_viewer_refuses_a_url_that_is_not_a_websocket() -> None:
+    result = invoke("viewer", "--ws", "localhost:8080", "--no-open")
+    assert result.exit_code == 2 and "--ws must be a WebSocket URL" in result.stderr
