@@ -7,8 +7,8 @@ Tornado WebSocket (binary frames both ways, one reader task feeding every messag
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
 
 import perspective
 import pyarrow as pa
@@ -21,7 +21,9 @@ MAX_MESSAGE_BYTES = 1 << 30
 async def connect(url: str, timeout: float = 10.0) -> AsyncIterator[perspective.AsyncClient]:
     """An AsyncClient connected to `ws://host:port/websocket`; the socket closes on exit."""
     # tornado's client refuses messages over 10 MiB by default and the pending call then never returns
-    conn = await asyncio.wait_for(websocket_connect(url, max_message_size=MAX_MESSAGE_BYTES, ping_interval=None), timeout)
+    conn = await asyncio.wait_for(
+        websocket_connect(url, max_message_size=MAX_MESSAGE_BYTES, ping_interval=None), timeout
+    )
 
     async def send_request(message: bytes) -> None:
         await conn.write_message(message, binary=True)

@@ -1,24 +1,30 @@
-"""The one shared TOML config.
+"""The one shared TOML config: loading, precedence and validation.
 
 Precedence, highest first: command-line flag > `TAOSPRSP_<SECTION>_<KEY>` environment variable >
 `--config` file > the defaults declared here (documented, with comments, in `configs/default.toml`).
+
+Durations are written as text (`"250ms"`, `"30s"`, `"1d"`) or a number of seconds and parsed once, here:
+settings hold float seconds.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import json
+import math
 import os
 import re
 import sys
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
-from urllib.parse import quote, unquote, urlsplit
+from typing import Annotated, Any, Literal
 
-from taosprsp.datasets import PRECISIONS, identifier
+import tomli_w
+
+from taosprsp.datasets import DATASETS, Precision, identifier
+from taosprsp.endpoint import mask_dsn, parse_dsn
 from taosprsp.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -28,22 +34,46 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 ENV_PREFIX = "TAOSPRSP_"
 SECRET_KEYS = frozenset({"password"})
-STORE_KINDS = ("auto", "tdengine", "embedded")
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ns|us|ms|s|m|h|d)?\s*$")
-_DURATION_SECONDS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+StoreKind = Literal["auto", "tdengine", "embedded"]
+Protocol = Literal["stmt2", "line", "telnet", "json"]
+FeedMode = Literal["auto", "tmq", "poll"]
+
+_DURATION_MARK = "duration"
+Duration = Annotated[float, _DURATION_MARK]
+"""Seconds; written in TOML and the environment as text such as `"250ms"` or as a number of seconds."""
+
+DAY = 86_400.0
+_DURATION_TEXT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ns|us|ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"d": DAY, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
+_DURATION_EXAMPLE = "a duration such as '250ms', '30s' or '1d'"
 
 
-def parse_duration(value: str | int | float, key: str = "duration") -> float:
-    """Seconds in `value`: a number of seconds or a string such as `250ms`, `30s`, `1d`."""
-    if isinstance(value, bool):
-        raise ConfigError(f"{key}: expected a duration such as '250ms' or '1d', got {value!r}")
-    if isinstance(value, (int, float)):
+def parse_duration(value: str | int | float, key: str = "") -> float:
+    """Seconds in `value`: a number of seconds or text such as `250ms`, `30s`, `1d`; empty text is zero.
+
+    Anything else is a ConfigError, its message prefixed with `key` when given.
+    """
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
         return float(value)
-    match = _DURATION.match(str(value))
-    if not match:
-        raise ConfigError(f"{key}: expected a duration such as '250ms', '30s' or '1d', got {value!r}")
-    return float(match.group(1)) * _DURATION_SECONDS[match.group(2)]
+    if isinstance(value, str) and not value.strip():
+        return 0.0
+    match = _DURATION_TEXT.match(value) if isinstance(value, str) else None
+    if match is None:
+        prefix = f"{key}: " if key else ""
+        raise ConfigError(f"{prefix}expected {_DURATION_EXAMPLE}, got {value!r}")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2) or "s"]
+
+
+def format_duration(seconds: float) -> str:
+    """`seconds` as text `parse_duration` reads back: a whole number of the largest unit that fits."""
+    if seconds == 0:
+        return "0s"
+    for unit, size in _UNIT_SECONDS.items():
+        count = seconds / size
+        if count >= 1 and math.isclose(count, round(count), rel_tol=1e-9):
+            return f"{round(count)}{unit}"
+    return f"{round(seconds / _UNIT_SECONDS['ns'])}ns"
 
 
 @dataclass(frozen=True)
@@ -53,21 +83,21 @@ class TDengineSettings:
     port: int = 6041
     user: str = "root"
     password: str = "taosdata"
-    connect_timeout: str = "1s"
+    connect_timeout: Duration = 1.0
     retries: int = 1
 
 
 @dataclass(frozen=True)
 class DatabaseSettings:
     name: str = "power"
-    precision: str = "ms"
-    keep: str = "3650d"
-    wal_retention: str = "1d"
+    precision: Precision = "ms"
+    keep: Duration = 3650 * DAY
+    wal_retention: Duration = DAY
 
 
 @dataclass(frozen=True)
 class StoreSettings:
-    kind: str = "auto"
+    kind: StoreKind = "auto"
     path: str = ".taosprsp/embedded.sqlite"
 
 
@@ -82,8 +112,8 @@ class DatasetSettings:
 class ProducerSettings:
     rate: float = 1000.0
     batch: int = 0
-    interval: str = ""
-    protocol: str = "stmt2"
+    interval: Duration = 0.0
+    protocol: Protocol = "stmt2"
     seed: int = -1
 
 
@@ -91,13 +121,13 @@ class ProducerSettings:
 class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8080
-    feed: str = "auto"
-    interval: str = "100ms"
+    feed: FeedMode = "auto"
+    interval: Duration = 0.1
     limit: int = 100_000
     table: str = ""
     latest_table: str = ""
     max_message_mb: int = 256
-    ping_interval: str = "10s"
+    ping_interval: Duration = 10.0
 
 
 @dataclass(frozen=True)
@@ -131,7 +161,7 @@ class DockerSettings:
     tag: str = "3.3.7.5"
     container: str = "taosprsp-tdengine"
     volume: str = "taosprsp-tdengine-data"
-    wait: str = "60s"
+    wait: Duration = 60.0
 
 
 @dataclass(frozen=True)
@@ -163,20 +193,27 @@ class Config:
     def latest_table(self) -> str:
         return self.server.latest_table or f"{self.perspective_table}_latest"
 
-    def replace(self, **sections: Mapping[str, Any]) -> "Config":
+    def replace(self, **sections: Mapping[str, Any]) -> Config:
         """A copy with some keys of some sections replaced, validated like a config file."""
         return load_config(overrides={k: dict(v) for k, v in sections.items()}, base=self)
 
 
-SECTIONS: dict[str, type] = {f.name: typing.get_type_hints(Config)[f.name] for f in dataclasses.fields(Config) if f.name != "source"}
+SECTIONS: dict[str, type] = {
+    f.name: typing.get_type_hints(Config)[f.name] for f in dataclasses.fields(Config) if f.name != "source"
+}
 
 
 def _section_types(section: str) -> dict[str, Any]:
-    return typing.get_type_hints(SECTIONS[section])
+    return typing.get_type_hints(SECTIONS[section], include_extras=True)
+
+
+def _is_duration(expected: Any) -> bool:
+    return typing.get_origin(expected) is Annotated and _DURATION_MARK in expected.__metadata__
 
 
 def _closest(word: str, choices: list[str]) -> str:
-    match = difflib.get_close_matches(word, choices, n=1, cutoff=0.0)
+    """`; did you mean 'x'?` for a choice close to `word`, or nothing when none is."""
+    match = difflib.get_close_matches(word, choices, n=1)
     return f"; did you mean {match[0]!r}?" if match else ""
 
 
@@ -189,12 +226,21 @@ def _type_name(expected: Any) -> str:
 
 
 def _coerce(section: str, key: str, value: Any, expected: Any, where: str, from_text: bool) -> Any:
-    """`value` as `expected`, or a ConfigError naming the key and the expected type."""
+    """`value` as `expected`, or a ConfigError naming the key and the expected type or values."""
     name = f"{section}.{key}"
 
     def wrong() -> ConfigError:
         return ConfigError(f"{name} in {where}: expected {_type_name(expected)}, got {value!r}")
 
+    if _is_duration(expected):
+        return parse_duration(value, f"{name} in {where}")
+    if typing.get_origin(expected) is Literal:
+        choices = [str(choice) for choice in typing.get_args(expected)]
+        value = str(value).strip() if from_text else value
+        if value not in choices:
+            shown = f"{value!r} is not one of {', '.join(choices)}"
+            raise ConfigError(f"{name} in {where}: {shown}{_closest(str(value), choices)}")
+        return value
     if from_text:
         text = str(value).strip()
         try:
@@ -236,9 +282,7 @@ def _apply(layers: dict[str, dict[str, Any]], raw: Mapping[str, Any], where: str
         types_ = _section_types(section)
         for key, value in values.items():
             if key not in types_:
-                raise ConfigError(
-                    f"unknown key {section}.{key} in {where}{_closest(key, list(types_))}"
-                )
+                raise ConfigError(f"unknown key {section}.{key} in {where}{_closest(key, list(types_))}")
             layers.setdefault(section, {})[key] = _coerce(section, key, value, types_[key], where, from_text)
 
 
@@ -282,38 +326,22 @@ def load_config(
         cleaned = {s: {k: v for k, v in kv.items() if v is not None} for s, kv in overrides.items()}
         _apply(layers, cleaned, "the command line")
     start = base or Config()
-    sections = {
-        name: dataclasses.replace(getattr(start, name), **layers.get(name, {})) for name in SECTIONS
-    }
+    sections = {name: dataclasses.replace(getattr(start, name), **layers.get(name, {})) for name in SECTIONS}
     config = Config(**sections, source=source)
     validate(config)
     return config
 
 
-def _choice(name: str, value: str, choices: tuple[str, ...] | list[str]) -> None:
-    if value not in choices:
-        raise ConfigError(f"{name}: {value!r} is not one of {', '.join(choices)}{_closest(value, list(choices))}")
-
-
 def validate(config: Config) -> None:
-    """Check values that have a type but not every value of it is allowed."""
-    from taosprsp.datasets import DATASETS
-
-    _choice("store.kind", config.store.kind, STORE_KINDS)
-    _choice("database.precision", config.database.precision, PRECISIONS)
-    _choice("dataset.name", config.dataset.name, list(DATASETS))
-    _choice("producer.protocol", config.producer.protocol, ("stmt2", "line", "telnet", "json"))
-    _choice("server.feed", config.server.feed, ("auto", "tmq", "poll"))
+    """Check what the types alone do not: the dataset, names, ranges and the DSN."""
+    if config.dataset.name not in DATASETS:
+        choices = list(DATASETS)
+        raise ConfigError(
+            f"dataset.name: {config.dataset.name!r} is not one of {', '.join(choices)}"
+            f"{_closest(config.dataset.name, choices)}"
+        )
     identifier(config.database.name, "database.name")
     identifier(config.stable, "dataset.stable")
-    for key in ("keep", "wal_retention"):
-        parse_duration(getattr(config.database, key), f"database.{key}")
-    parse_duration(config.server.interval, "server.interval")
-    parse_duration(config.server.ping_interval, "server.ping_interval")
-    parse_duration(config.tdengine.connect_timeout, "tdengine.connect_timeout")
-    parse_duration(config.docker.wait, "docker.wait")
-    if config.producer.interval:
-        parse_duration(config.producer.interval, "producer.interval")
     positive = {
         "dataset.tables": config.dataset.tables,
         "server.limit": config.server.limit,
@@ -324,69 +352,30 @@ def validate(config: Config) -> None:
         if value <= 0:
             raise ConfigError(f"{name} must be positive, got {value}")
     if config.producer.batch < 0:
-        raise ConfigError(f"producer.batch must be 0 (a tenth of a second's rows) or positive, got {config.producer.batch}")
+        raise ConfigError(
+            f"producer.batch must be 0 (a tenth of a second's rows) or positive, got {config.producer.batch}"
+        )
     if config.producer.rate < 0:
         raise ConfigError(f"producer.rate must be zero (as fast as possible) or positive, got {config.producer.rate}")
-    for name, port in (("tdengine.port", config.tdengine.port), ("server.port", config.server.port), ("viewer.port", config.viewer.port)):
+    for name, port in (
+        ("tdengine.port", config.tdengine.port),
+        ("server.port", config.server.port),
+        ("viewer.port", config.viewer.port),
+    ):
         if not 0 <= port <= 65535:
             raise ConfigError(f"{name} must be a TCP port (0-65535), got {port}")
     if config.tdengine.dsn:
         parse_dsn(config.tdengine.dsn)
 
 
-@dataclass(frozen=True)
-class Endpoint:
-    """Where TDengine's taosAdapter listens, and who to log in as."""
-
-    host: str
-    port: int
-    user: str
-    password: str
-    scheme: str = "ws"
-
-    def dsn(self, database: str | None = None, masked: bool = False) -> str:
-        password = "****" if masked else quote(self.password, safe="")
-        path = f"/{database}" if database else ""
-        return f"{self.scheme}://{quote(self.user, safe='')}:{password}@{self.host}:{self.port}{path}"
-
-
-def parse_dsn(dsn: str) -> Endpoint:
-    """`taosws://user:pass@host:6041[/db]` (or ws://, wss://) as an Endpoint."""
-    parts = urlsplit(dsn)
-    if parts.scheme not in ("taosws", "ws", "wss") or not parts.hostname:
-        raise ConfigError(f"tdengine.dsn: expected taosws://user:password@host:6041, got {mask_dsn(dsn)!r}")
-    try:
-        port = parts.port or 6041
-    except ValueError:
-        raise ConfigError(f"tdengine.dsn: bad port in {mask_dsn(dsn)!r}") from None
-    return Endpoint(
-        host=parts.hostname,
-        port=port,
-        user=unquote(parts.username or "root"),
-        password=unquote(parts.password or ""),
-        scheme="wss" if parts.scheme == "wss" else "ws",
-    )
-
-
-def mask_dsn(dsn: str) -> str:
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1****@", dsn)
-
-
-def endpoint(settings: TDengineSettings) -> Endpoint:
-    """The TDengine endpoint: the DSN when set (its password may come from `tdengine.password`)."""
-    if settings.dsn:
-        parsed = parse_dsn(settings.dsn)
-        if not parsed.password:
-            parsed = dataclasses.replace(parsed, password=settings.password)
-        return parsed
-    return Endpoint(settings.host, settings.port, settings.user, settings.password)
-
-
 def as_dict(config: Config, masked: bool = True) -> dict[str, dict[str, Any]]:
-    """The config as plain data, secrets masked unless asked otherwise."""
+    """The config as plain data in the form a config file takes: durations as text, secrets masked unless asked."""
     result: dict[str, dict[str, Any]] = {}
     for name in SECTIONS:
         values = dataclasses.asdict(getattr(config, name))
+        for key, expected in _section_types(name).items():
+            if _is_duration(expected):
+                values[key] = format_duration(values[key])
         if masked:
             for key in SECRET_KEYS & values.keys():
                 values[key] = "****"
@@ -397,23 +386,5 @@ def as_dict(config: Config, masked: bool = True) -> dict[str, dict[str, Any]]:
 
 
 def to_toml(data: Mapping[str, Mapping[str, Any]]) -> str:
-    """A small TOML writer for the flat sections of `as_dict`."""
-
-    def literal(value: Any) -> str:
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        if isinstance(value, (int, float)):
-            return repr(value)
-        if isinstance(value, list):
-            return "[" + ", ".join(literal(v) for v in value) + "]"
-        if isinstance(value, dict):
-            return "{" + ", ".join(f"{json.dumps(str(k))} = {literal(v)}" for k, v in value.items()) + "}"
-        return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-    lines: list[str] = []
-    for section, values in data.items():
-        lines.append(f"[{section}]")
-        lines.extend(f"{key} = {literal(value)}" for key, value in values.items())
-        lines.append("")
-    return "\n".join(lines)
-
+    """`as_dict`'s data as a TOML document that `load_config` reads back."""
+    return tomli_w.dumps({section: dict(values) for section, values in data.items()})

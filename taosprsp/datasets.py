@@ -12,17 +12,20 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
+import numpy as np
 import pyarrow as pa
 
 from taosprsp.errors import ConfigError
 
 Precision = Literal["ms", "us", "ns"]
-PRECISIONS: tuple[Precision, ...] = ("ms", "us", "ns")
-TICKS_PER_SECOND: dict[str, int] = {"ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+TICKS_PER_SECOND: dict[Precision, int] = {"ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 
 SUBTABLE_COLUMN = "tbname"
+
+LogicalKind = Literal["timestamp", "date", "float", "double", "int", "uint", "bigint", "varchar"]
+"""A field's logical type; `FieldKind` spells it for each system."""
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,7 @@ class FieldKind:
     line_suffix: str
 
 
-_KINDS: dict[str, FieldKind] = {
+_KINDS: dict[LogicalKind, FieldKind] = {
     "timestamp": FieldKind("TIMESTAMP", pa.int64(), "datetime", "{p}_timestamps_to_column", "timestamp_to_tag", ""),
     "date": FieldKind("TIMESTAMP", pa.int64(), "date", "{p}_timestamps_to_column", "timestamp_to_tag", ""),
     "float": FieldKind("FLOAT", pa.float32(), "float", "floats_to_column", "float_to_tag", "f32"),
@@ -48,17 +51,31 @@ _KINDS: dict[str, FieldKind] = {
     "varchar": FieldKind("VARCHAR({n})", pa.string(), "string", "varchar_to_column", "varchar_to_tag", ""),
 }
 
-_PRECISION_WORD = {"ms": "millis", "us": "micros", "ns": "nanos"}
+_PRECISION_WORD: dict[Precision, str] = {"ms": "millis", "us": "micros", "ns": "nanos"}
+
+
+def epoch_ticks(values: list[Any], precision: Precision) -> np.ndarray:
+    """Epoch integers in `precision` from what TDengine hands back: aware datetimes, or ints for ns."""
+    if not values or isinstance(values[0], (int, np.integer)):
+        return np.asarray(values, dtype=np.int64)
+    micros = pa.array(values, pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_numpy()
+    return micros * TICKS_PER_SECOND[precision] // 1_000_000
 
 
 @dataclass(frozen=True)
 class Field:
-    """One column or tag: its name, logical kind, unit (for people) and, for strings, its length."""
+    """One column or tag: its name, logical kind, unit (for people) and, for strings, its length.
+
+    A tag also declares its values: subtable i takes `pool[(i // stride) % len(pool)]`, the same in every
+    process, so a producer and a server started apart agree on every subtable's tags.
+    """
 
     name: str
-    kind: str
+    kind: LogicalKind
     unit: str = ""
     length: int = 0
+    pool: tuple[str | int, ...] = ()
+    stride: int = 1
 
     @property
     def spec(self) -> FieldKind:
@@ -74,6 +91,11 @@ class Field:
     def stmt2_column_helper(self, precision: Precision) -> str:
         """Name of the `taosws` function that turns a Python list into a stmt2 column."""
         return self.spec.stmt2_column.format(p=_PRECISION_WORD[precision])
+
+    def tag_values(self, count: int) -> np.ndarray:
+        """This tag's values for subtables 0..count-1, typed like its Arrow column."""
+        index = (np.arange(count) // self.stride) % len(self.pool)
+        return np.asarray(self.pool, dtype=self.spec.arrow.to_pandas_dtype())[index]
 
 
 @dataclass(frozen=True)
@@ -126,10 +148,7 @@ class Dataset:
         """`CREATE STABLE IF NOT EXISTS` for this dataset under validated names."""
         columns = ", ".join(f"`{f.name}` {f.tdengine_type()}" for f in self.columns)
         tags = ", ".join(f"`{f.name}` {f.tdengine_type()}" for f in self.tags)
-        return (
-            f"CREATE STABLE IF NOT EXISTS `{identifier(database)}`.`{identifier(stable)}` "
-            f"({columns}) TAGS ({tags})"
-        )
+        return f"CREATE STABLE IF NOT EXISTS `{identifier(database)}`.`{identifier(stable)}` ({columns}) TAGS ({tags})"
 
     def insert_sql(self, stable: str) -> str:
         """The stmt2 statement: subtable and tags as parameters, then one `?` per column."""
@@ -148,6 +167,41 @@ class Dataset:
     def subtable_names(self, count: int) -> list[str]:
         return [f"{self.subtable_prefix}{i}" for i in range(count)]
 
+    def tag_values(self, count: int) -> dict[str, np.ndarray]:
+        """Tag name -> the values of subtables 0..count-1 (see `Field.pool`)."""
+        return {f.name: f.tag_values(count) for f in self.tags}
+
+
+LOCATIONS = (
+    "SanFrancisco",
+    "LosAngeles",
+    "SanDiego",
+    "SanJose",
+    "PaloAlto",
+    "Campbell",
+    "MountainView",
+    "Sunnyvale",
+    "SantaClara",
+    "Cupertino",
+)
+GROUPS = tuple(range(10))
+TICKERS = (
+    "AAPL.N",
+    "AMZN.N",
+    "QQQ.N",
+    "NVDA.N",
+    "TSLA.N",
+    "FB.N",
+    "MSFT.N",
+    "TLT.N",
+    "XIV.N",
+    "YY.N",
+    "CSCO.N",
+    "GOOGL.N",
+    "PCLN.N",
+)
+CLIENTS = ("Homer", "Marge", "Bart", "Lisa", "Maggie", "Moe", "Lenny", "Carl", "Krusty")
+
 
 METERS = Dataset(
     name="meters",
@@ -158,7 +212,7 @@ METERS = Dataset(
         Field("voltage", "int", "V"),
         Field("phase", "float", "rad"),
     ),
-    tags=(Field("groupid", "int"), Field("location", "varchar", length=24)),
+    tags=(Field("groupid", "int", pool=GROUPS), Field("location", "varchar", length=24, pool=LOCATIONS)),
     subtable_prefix="d",
     group_tag="location",
     headline=("current", "voltage"),
@@ -176,7 +230,11 @@ STOCKS = Dataset(
         Field("volume", "uint", "shares"),
         Field("date", "date"),
     ),
-    tags=(Field("ticker", "varchar", length=16), Field("client", "varchar", length=16)),
+    # every ticker gets a client before the next client comes round
+    tags=(
+        Field("ticker", "varchar", length=16, pool=TICKERS),
+        Field("client", "varchar", length=16, pool=CLIENTS, stride=len(TICKERS)),
+    ),
     subtable_prefix="s",
     group_tag="ticker",
     headline=("close", "volume"),

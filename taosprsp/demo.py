@@ -8,40 +8,44 @@ demo itself started.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from taosprsp import lifecycle
-from taosprsp.config import Config, endpoint, parse_duration
+from taosprsp.config import Config
 from taosprsp.datasets import get_dataset
+from taosprsp.endpoint import endpoint, reachable
 from taosprsp.seed import seed
 from taosprsp.serve import LiveServer
 from taosprsp.stores import open_store
-from taosprsp.stores.tdengine import reachable
 
 PRODUCER = "demo-produce"
 HISTORY_SECONDS = 3600.0
 
 
 @dataclass(frozen=True)
-class StoreChoice:
+class StoreDecision:
+    """Which store the demo uses and why; `started_container` when the demo started TDengine in Docker itself."""
+
     kind: str
     reason: str
     started_container: bool = False
 
 
-def choose_store(config: Config, show_progress: bool = False) -> StoreChoice:
+def choose_store(config: Config, show_progress: bool = False) -> StoreDecision:
     """TDengine when configured and reachable, or startable in Docker; else the embedded store."""
     if config.store.kind != "auto":
-        return StoreChoice(config.store.kind, f"--store {config.store.kind}")
+        return StoreDecision(config.store.kind, f"--store {config.store.kind}")
     target = endpoint(config.tdengine)
-    if reachable(target, parse_duration(config.tdengine.connect_timeout)):
-        return StoreChoice("tdengine", f"TDengine answers at {target.host}:{target.port}")
+    if reachable(target, config.tdengine.connect_timeout):
+        return StoreDecision("tdengine", f"TDengine answers at {target.host}:{target.port}")
     problem = lifecycle.docker_problem()
     if problem is None:
         lifecycle.db_up(config, show_progress=show_progress)
-        return StoreChoice("tdengine", "started TDengine in Docker (taosprsp db up)", started_container=True)
-    return StoreChoice("embedded", f"no TDengine answers at {target.host}:{target.port} and {problem}: using the embedded store")
+        return StoreDecision("tdengine", "started TDengine in Docker (taosprsp db up)", started_container=True)
+    return StoreDecision(
+        "embedded", f"no TDengine answers at {target.host}:{target.port} and {problem}: using the embedded store"
+    )
 
 
 def producer_argv(config: Config, kind: str, rate: float) -> list[str]:
@@ -54,7 +58,7 @@ def run_demo(
     config: Config,
     rate: float,
     history_rows: int,
-    on_ready: Callable[[str, StoreChoice], None],
+    on_ready: Callable[[str, StoreDecision], None],
     show_progress: bool = False,
 ) -> None:
     """Seed (when empty), produce in the background and serve until SIGINT or SIGTERM; then clean up."""
@@ -64,8 +68,14 @@ def run_demo(
         with open_store(config, choice.kind) as store:
             store.ensure_schema(dataset, config.dataset.tables)
             if store.count(dataset) == 0 and history_rows > 0:
-                seed(store, dataset, config.dataset.tables, config.database.precision, rows=history_rows,
-                     span_seconds=HISTORY_SECONDS)
+                seed(
+                    store,
+                    dataset,
+                    config.dataset.tables,
+                    config.database.precision,
+                    rows=history_rows,
+                    span_seconds=HISTORY_SECONDS,
+                )
         lifecycle.start_background(config, PRODUCER, producer_argv(config, choice.kind, rate))
         LiveServer(config, choice.kind, on_ready=lambda url: on_ready(url, choice)).serve_forever()
     finally:

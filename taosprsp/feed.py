@@ -9,29 +9,28 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
+import perspective
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from taosprsp.datasets import SUBTABLE_COLUMN, TICKS_PER_SECOND, Dataset
+from taosprsp.datasets import SUBTABLE_COLUMN, Dataset, Precision
 from taosprsp.stores.base import Store, Watermark
 
-_ARROW_TIME_UNIT = {"ms": "ms", "us": "us", "ns": "ns"}
 
-
-def perspective_arrow(dataset: Dataset, table: pa.Table, precision: str) -> pa.Table:
+def perspective_arrow(dataset: Dataset, table: pa.Table, precision: Precision) -> pa.Table:
     """Store layout -> the Arrow types Perspective reads: timestamps for datetime, date32 for date."""
-    unit = _ARROW_TIME_UNIT[precision]
     columns = []
     for name in table.column_names:
         column = table[name]
         if name != SUBTABLE_COLUMN:
             f = dataset.field(name)
             if f.is_time:
-                column = column.cast(pa.timestamp(unit))
+                column = column.cast(pa.timestamp(precision))
                 if f.kind == "date":
                     column = column.cast(pa.date32())
         columns.append(column)
@@ -58,7 +57,6 @@ def latest_per_subtable(table: pa.Table) -> pa.Table:
 class FeedStats:
     """What the feed has done; served at `/api/stats`."""
 
-    mode: str
     rows_fed: int = 0
     updates: int = 0
     seconds_in_update: float = 0.0
@@ -91,7 +89,9 @@ class Feed:
     perspective-python 4.3.0: 100k-row updates from ~0.1 s to ~2 s), while the ring keeps its speed.
     """
 
-    def __init__(self, dataset: Dataset, precision: str, window: Any, latest: Any, mode: str, limit: int) -> None:
+    def __init__(
+        self, dataset: Dataset, precision: Precision, window: perspective.Table, latest: perspective.Table, limit: int
+    ) -> None:
         self.dataset = dataset
         self.precision = precision
         self.window = window
@@ -99,7 +99,7 @@ class Feed:
         self.limit = limit
         self.sequence = 0
         self.watermark = Watermark()
-        self.stats = FeedStats(mode=mode)
+        self.stats = FeedStats()
         self._lock = threading.Lock()
 
     def load_snapshot(self, store: Store, limit: int) -> int:
@@ -154,12 +154,3 @@ class Feed:
             if stop.is_set():
                 break
             self.apply(batch)
-
-
-def epoch_ticks(values: list[Any], precision: str) -> np.ndarray:
-    """Epoch integers in `precision` from what TDengine hands back: aware datetimes, or ints for ns."""
-    if not values or isinstance(values[0], (int, np.integer)):
-        return np.asarray(values, dtype=np.int64)
-    micros = pa.array(values, pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_numpy()
-    return micros * TICKS_PER_SECOND[precision] // 1_000_000
-

@@ -7,35 +7,13 @@ that each subtable's rows are one contiguous run: stores bind or insert a run at
 from __future__ import annotations
 
 import time
+
 import numpy as np
 import pyarrow as pa
 
-from taosprsp.datasets import METERS, STOCKS, SUBTABLE_COLUMN, TICKS_PER_SECOND, Dataset
+from taosprsp.datasets import LOCATIONS, METERS, SUBTABLE_COLUMN, TICKS_PER_SECOND, Dataset, Precision
 
-LOCATIONS = (
-    "SanFrancisco", "LosAngeles", "SanDiego", "SanJose", "PaloAlto",
-    "Campbell", "MountainView", "Sunnyvale", "SantaClara", "Cupertino",
-)
-TICKERS = ("AAPL.N", "AMZN.N", "QQQ.N", "NVDA.N", "TSLA.N", "FB.N", "MSFT.N", "TLT.N", "XIV.N", "YY.N", "CSCO.N", "GOOGL.N", "PCLN.N")
-CLIENTS = ("Homer", "Marge", "Bart", "Lisa", "Maggie", "Moe", "Lenny", "Carl", "Krusty")
-GROUPS = 10
 DAY_SECONDS = 86_400
-
-
-def tag_values(dataset: Dataset, count: int) -> dict[str, np.ndarray]:
-    """Tag values of subtables 0..count-1: deterministic, so every process agrees on them."""
-    index = np.arange(count)
-    if dataset is METERS:
-        return {
-            "groupid": (index % GROUPS).astype(np.int32),
-            "location": np.array(LOCATIONS, dtype=object)[index % len(LOCATIONS)],
-        }
-    if dataset is STOCKS:
-        return {
-            "ticker": np.array(TICKERS, dtype=object)[index % len(TICKERS)],
-            "client": np.array(CLIENTS, dtype=object)[(index // len(TICKERS)) % len(CLIENTS)],
-        }
-    raise ValueError(f"no tag rule for dataset {dataset.name}")
 
 
 def spread(rows: int, tables: int) -> np.ndarray:
@@ -61,7 +39,7 @@ class Clock:
     per subtable and silently overwrites the others.
     """
 
-    def __init__(self, precision: str, last: np.ndarray) -> None:
+    def __init__(self, precision: Precision, last: np.ndarray) -> None:
         self.ticks_per_second = TICKS_PER_SECOND[precision]
         self.last = np.asarray(last, dtype=np.int64).copy()
 
@@ -94,13 +72,13 @@ class Clock:
 class Generator:
     """Produces realistic batches of one dataset for `tables` subtables, reproducibly under `seed`."""
 
-    def __init__(self, dataset: Dataset, tables: int, precision: str, seed: int | None = None) -> None:
+    def __init__(self, dataset: Dataset, tables: int, precision: Precision, seed: int | None = None) -> None:
         self.dataset = dataset
         self.tables = tables
         self.ticks_per_second = TICKS_PER_SECOND[precision]
         self.rng = np.random.default_rng(None if seed is None or seed < 0 else seed)
         self.names = np.array(dataset.subtable_names(tables), dtype=object)
-        self.tags = tag_values(dataset, tables)
+        self.tags = dataset.tag_values(tables)
         if dataset is METERS:
             location_base = 8.0 + 4.0 * np.sin(np.arange(len(LOCATIONS)))
             location = np.arange(tables) % len(LOCATIONS)
@@ -111,7 +89,9 @@ class Generator:
     def batch(self, counts: np.ndarray, ts: np.ndarray) -> pa.Table:
         """A batch with `counts[i]` rows for subtable i at timestamps `ts` (as from a `Clock`)."""
         subtable, position = runs(counts)
-        values = self._meters(subtable, position, ts) if self.dataset is METERS else self._stocks(subtable, position, ts)
+        values = (
+            self._meters(subtable, position, ts) if self.dataset is METERS else self._stocks(subtable, position, ts)
+        )
         arrays: dict[str, pa.Array] = {SUBTABLE_COLUMN: pa.array(self.names[subtable], pa.string())}
         schema = self.dataset.arrow_schema()
         arrays[self.dataset.timestamp.name] = pa.array(ts, pa.int64())
@@ -144,7 +124,11 @@ class Generator:
         current = level * daily * spikes + self.rng.normal(0, 0.1, n)
         voltage = np.rint(220 + 4 * np.sin(subtable) + self.rng.normal(0, 2.0, n))
         phase = 0.31 + 0.02 * np.sin(subtable) + self.rng.normal(0, 0.01, n)
-        return {"current": current.astype(np.float32), "voltage": voltage.astype(np.int32), "phase": phase.astype(np.float32)}
+        return {
+            "current": current.astype(np.float32),
+            "voltage": voltage.astype(np.int32),
+            "phase": phase.astype(np.float32),
+        }
 
     def _stocks(self, subtable: np.ndarray, position: np.ndarray, ts: np.ndarray) -> dict[str, np.ndarray]:
         n = len(subtable)

@@ -8,25 +8,31 @@ When the store cannot keep up, the stats say so ("behind") instead of the rate q
 from __future__ import annotations
 
 import signal
-from concurrent.futures import ThreadPoolExecutor
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterator
+from types import FrameType
+from typing import Any, Literal
 
 import numpy as np
+import pyarrow as pa
 
 from taosprsp import schemaless
-from taosprsp.config import ProducerSettings, parse_duration
-from taosprsp.datasets import Dataset
+from taosprsp.config import ProducerSettings, Protocol
+from taosprsp.datasets import Dataset, Precision
 from taosprsp.errors import TaosprspError
 from taosprsp.generate import Clock, Generator, spread
-from taosprsp.seed import last_per_subtable
-from taosprsp.stores.base import Store
+from taosprsp.stores.base import BEFORE_ANY_ROW, Store
+
+Sink = Literal["store", "null"]
+"""Where rows go: the store, or nowhere (generation and encoding only, the generator's ceiling)."""
 
 MAX_AUTO_BATCH = 10_000
 SEED_STYLE_BATCH = 250
 RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0)
+"""Seconds to wait before each retry of a failed write: about 8 s of outage is ridden out."""
 BEHIND_SECONDS = 1.0
 PREFETCH_BELOW_SECONDS = 0.01
 
@@ -40,17 +46,17 @@ class ProduceOptions:
     batch: int = 0
     count: int | None = None
     duration: float | None = None
-    protocol: str = "stmt2"
-    sink: str = "store"
+    protocol: Protocol = "stmt2"
+    sink: Sink = "store"
     seed: int | None = None
 
     @classmethod
-    def from_settings(cls, settings: ProducerSettings, tables: int, **run: Any) -> "ProduceOptions":
+    def from_settings(cls, settings: ProducerSettings, tables: int, **run: Any) -> ProduceOptions:
         """Options from `[producer]`: with `interval` set, one batch (250 rows unless given) per interval."""
         rate, batch = settings.rate, settings.batch
         if settings.interval:
             batch = batch or SEED_STYLE_BATCH
-            rate = batch / parse_duration(settings.interval, "producer.interval")
+            rate = batch / settings.interval
         return cls(tables=tables, rate=rate, batch=batch, protocol=settings.protocol, seed=settings.seed, **run)
 
     @property
@@ -69,7 +75,7 @@ class ProduceStats:
 
     store: str
     dataset: str
-    protocol: str
+    protocol: Protocol
     target_rate: float
     batch: int
     tables: int
@@ -112,30 +118,33 @@ class ProduceStats:
         return data
 
 
+_SignalHandler = Callable[[int, FrameType | None], Any] | int | None
+
+
 class StopSignal:
     """Turns SIGINT/SIGTERM into a flag the loop checks between batches, so the batch in hand is flushed."""
 
     def __init__(self) -> None:
         self.event = threading.Event()
         self.reason = ""
-        self._previous: dict[int, object] = {}
+        self._previous: dict[signal.Signals, _SignalHandler] = {}
 
-    def __enter__(self) -> "StopSignal":
+    def __enter__(self) -> StopSignal:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
-    def _handle(self, signum: int, frame: object) -> None:
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.reason = signal.Signals(signum).name
         self.event.set()
 
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self._previous.items():
-            signal.signal(sig, handler)  # type: ignore[arg-type]
+            signal.signal(sig, handler)
 
 
-def _prefetched(batches: Iterator[object]) -> Iterator[object]:
+def _prefetched(batches: Iterator[pa.Table]) -> Iterator[pa.Table]:
     """The same batches, each generated on a worker thread while the previous one is being written."""
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="generate") as pool:
         pending = pool.submit(next, batches, None)
@@ -144,7 +153,7 @@ def _prefetched(batches: Iterator[object]) -> Iterator[object]:
             yield batch
 
 
-def _batches(options: ProduceOptions, generator: Generator, clock: Clock) -> Iterator[object]:
+def _batches(options: ProduceOptions, generator: Generator, clock: Clock) -> Iterator[pa.Table]:
     produced = 0
     rows = options.batch_rows
     while options.count is None or produced < options.count:
@@ -160,34 +169,39 @@ def produce(
     store: Store | None,
     dataset: Dataset,
     stable: str,
-    precision: str,
+    precision: Precision,
     options: ProduceOptions,
     reopen: Callable[[], Store] | None = None,
     on_stats: Callable[[ProduceStats], None] | None = None,
     stop: threading.Event | None = None,
+    retry_delays: Sequence[float] = RETRY_DELAYS,
 ) -> ProduceStats:
     """Produce until `count` rows, `duration` seconds, or `stop` is set; returns the totals.
 
     With `sink="null"` rows are generated (and encoded for a schemaless protocol) but not written.
-    A failed write is retried after reconnecting through `reopen` with backoff; rows still unwritten
-    after the last retry are counted in `rows_failed`, never dropped silently.
+    A failed write is retried after each of `retry_delays` seconds, reconnecting through `reopen`; rows
+    still unwritten after the last retry are counted in `rows_failed`, never dropped silently.
     """
     stop = stop or threading.Event()
-    writing = options.sink == "store" and store is not None
-    if writing and options.protocol != "stmt2" and not store.takes_schemaless:  # type: ignore[union-attr]
+    target = store if options.sink == "store" else None
+    if target is not None and options.protocol != "stmt2" and not target.takes_schemaless:
         raise TaosprspError(
-            f"the {store.kind} store does not take schemaless {options.protocol} text; "  # type: ignore[union-attr]
+            f"the {target.kind} store does not take schemaless {options.protocol} text; "
             "use --protocol stmt2 with it, or --store tdengine"
         )
     stats = ProduceStats(
-        store=store.describe() if writing else "null sink",
-        dataset=dataset.name, protocol=options.protocol, target_rate=options.rate,
-        batch=options.batch_rows, tables=options.tables,
+        store=target.describe() if target is not None else "null sink",
+        dataset=dataset.name,
+        protocol=options.protocol,
+        target_rate=options.rate,
+        batch=options.batch_rows,
+        tables=options.tables,
     )
-    if writing:
-        store.ensure_schema(dataset, options.tables)  # type: ignore[union-attr]
-    last = last_per_subtable(store, dataset, options.tables) if writing \
-        else np.full(options.tables, -(2**62), dtype=np.int64)
+    if target is not None:
+        target.ensure_schema(dataset, options.tables)
+        last = target.last_per_subtable(dataset, options.tables)
+    else:
+        last = np.full(options.tables, BEFORE_ANY_ROW, dtype=np.int64)
     clock = Clock(precision, last)
     generator = Generator(dataset, options.tables, precision, options.seed)
     started = time.perf_counter()
@@ -197,14 +211,14 @@ def produce(
     source = _batches(options, generator, clock)
     # Overlap generation with writing when batches follow each other closely; at slower paces a batch
     # generated ahead would carry timestamps older than its write by up to one interval.
-    prefetch = writing and (options.rate <= 0 or options.batch_rows / options.rate < PREFETCH_BELOW_SECONDS)
+    prefetch = target is not None and (options.rate <= 0 or options.batch_rows / options.rate < PREFETCH_BELOW_SECONDS)
     for batch in _prefetched(source) if prefetch else source:
         if stop.is_set():
             stats.stopped_by = stats.stopped_by or "signal"
             break
-        payload = schemaless.encode(dataset, stable, batch, options.protocol, precision) if options.protocol != "stmt2" else None
-        if writing:
-            store = _write_with_retries(store, dataset, batch, payload, options.protocol, stats, reopen, stop)
+        write = _writer(dataset, stable, batch, options.protocol, precision)
+        if target is not None:
+            target = _write_with_retries(target, write, batch.num_rows, stats, reopen, stop, retry_delays)
         else:
             stats.rows_written += batch.num_rows
         stats.batches += 1
@@ -233,20 +247,32 @@ def produce(
     return stats
 
 
+def _writer(
+    dataset: Dataset, stable: str, batch: pa.Table, protocol: Protocol, precision: Precision
+) -> Callable[[Store], int]:
+    """How to write `batch` to a store; schemaless text is encoded here, once for every retry (and the null sink)."""
+    if protocol == "stmt2":
+        return lambda store: store.write(dataset, batch)
+    lines = schemaless.encode(dataset, stable, batch, protocol, precision)
+    return lambda store: store.write_text(dataset, lines, protocol)
+
+
 def _write_with_retries(
     store: Store,
-    dataset: Dataset,
-    batch: object,
-    payload: list[str] | None,
-    protocol: str,
+    write: Callable[[Store], int],
+    rows: int,
     stats: ProduceStats,
     reopen: Callable[[], Store] | None,
     stop: threading.Event,
+    retry_delays: Sequence[float],
 ) -> Store:
-    rows = batch.num_rows  # type: ignore[attr-defined]
-    for attempt, delay in enumerate((0.0, *RETRY_DELAYS)):
+    """Write `rows` rows, retrying on a fresh store after each delay; returns the store to use next."""
+    for attempt, delay in enumerate((0.0, *retry_delays)):
         if attempt:
-            stop.wait(delay) if not stop.is_set() else time.sleep(min(delay, 0.5))
+            if stop.is_set():
+                time.sleep(min(delay, 0.5))  # stopping: still retry the batch in hand, without the long waits
+            else:
+                stop.wait(delay)
             if reopen is not None:
                 try:
                     store.close()
@@ -257,10 +283,7 @@ def _write_with_retries(
                     stats.last_error = str(exc)
                     continue
         try:
-            if payload is None:
-                store.write(dataset, batch)  # type: ignore[arg-type]
-            else:
-                store.write_text(dataset, payload, protocol)
+            write(store)
             stats.rows_written += rows
             return store
         except TaosprspError as exc:

@@ -1,15 +1,24 @@
-"""Progress and live stats on a terminal; silence when output is piped or `--json` is asked for."""
+"""Progress and live stats on a terminal; silence when output is piped or `--json` is asked for.
+
+Every view here is a rich `Progress` on stderr built with `disable=not show`: callers use it the same way whether
+or not it draws, so no caller needs an "is there a bar" branch.
+"""
 
 from __future__ import annotations
 
 import sys
-from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from rich.console import Console
-from rich.live import Live
-from rich.text import Text
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    SpinnerColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
 stderr = Console(stderr=True)
 
@@ -19,34 +28,70 @@ def interactive(quiet: bool = False) -> bool:
     return not quiet and sys.stderr.isatty()
 
 
-@contextmanager
-def progress_bar(description: str, total: int, show: bool) -> Iterator[Progress | None]:
-    """A rows progress bar on stderr when `show`, else `None`."""
-    if not show:
-        yield None
-        return
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("rows"), TimeRemainingColumn())
-    with Progress(*columns, console=stderr, transient=True) as progress:
-        progress.add_task(description, total=total)
-        yield progress
+class TaskProgress(Progress):
+    """A rich Progress on stderr holding one task (`task_id`), drawn only when `show`; `with` it while the work runs."""
+
+    def __init__(
+        self,
+        *columns: ProgressColumn,
+        show: bool,
+        description: str = "",
+        total: float | None = None,
+        transient: bool = True,
+        refresh_per_second: float = 10,
+        **fields: Any,
+    ) -> None:
+        super().__init__(
+            *columns,
+            console=stderr,
+            transient=transient,
+            refresh_per_second=refresh_per_second,
+            disable=not show,
+        )
+        self.task_id = self.add_task(description, total=total, **fields)
 
 
-@contextmanager
-def live_produce_stats(show: bool) -> Iterator[Callable[[Any], None] | None]:
-    """A one-line live view of a producer's stats on stderr when `show`; yields the update callback."""
-    if not show:
-        yield None
-        return
-    with Live(console=stderr, refresh_per_second=4, transient=False) as live:
+def spinner(message: str, show: bool) -> TaskProgress:
+    """A spinner beside `message` while the block runs."""
+    return TaskProgress(SpinnerColumn(), TextColumn("{task.description}"), show=show, description=message)
 
-        def update(stats: Any) -> None:
-            pace = "[bold red]BEHIND: the store cannot keep up with the target rate[/]" if stats.behind else "[green]on pace[/]"
-            if stats.target_rate <= 0:
-                pace = "[cyan]as fast as possible[/]"
-            live.update(Text.from_markup(
+
+def progress_bar(description: str, total: int, show: bool) -> TaskProgress:
+    """A rows progress bar: `advance(bar.task_id, rows)` as rows are done."""
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("rows"),
+        TimeRemainingColumn(),
+    )
+    return TaskProgress(*columns, show=show, description=description, total=total)
+
+
+class ProduceStatsLine(TaskProgress):
+    """A one-line live view of a producer's stats that stays on screen; call it with each new stats."""
+
+    def __init__(self, show: bool) -> None:
+        super().__init__(TextColumn("{task.fields[line]}"), show=show, transient=False, refresh_per_second=4, line="")
+
+    def __call__(self, stats: Any) -> None:
+        pace = (
+            "[bold red]BEHIND: the store cannot keep up with the target rate[/]"
+            if stats.behind
+            else "[green]on pace[/]"
+        )
+        if stats.target_rate <= 0:
+            pace = "[cyan]as fast as possible[/]"
+        self.update(
+            self.task_id,
+            line=(
                 f"rows {stats.rows_written:>12,}  now {stats.rows_per_second_now:>10,.0f}/s  "
                 f"overall {stats.rows_per_second:>10,.0f}/s  errors {stats.errors}  failed {stats.rows_failed:,}  "
                 f"lag {stats.lag_seconds:5.2f}s  {pace}"
-            ))
+            ),
+        )
 
-        yield update
+
+def live_produce_stats(show: bool) -> ProduceStatsLine:
+    """The producer's live stats line: `with live_produce_stats(show) as on_stats:` and pass `on_stats` along."""
+    return ProduceStatsLine(show)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable
 
 import numpy as np
 
-from taosprsp.datasets import Dataset
+from taosprsp.datasets import Dataset, Precision
 from taosprsp.generate import Clock, Generator, spread
 from taosprsp.stores.base import Store
 
@@ -31,17 +31,11 @@ class SeedSummary:
         return {**asdict(self), "rows_per_second": round(self.rows_per_second, 1)}
 
 
-def last_per_subtable(store: Store, dataset: Dataset, tables: int) -> np.ndarray:
-    """Newest existing timestamp of subtables 0..tables-1 (a very old value where a subtable is empty)."""
-    newest = store.last_timestamps(dataset)
-    return np.array([newest.get(name, -(2**62)) for name in dataset.subtable_names(tables)], dtype=np.int64)
-
-
 def seed(
     store: Store,
     dataset: Dataset,
     tables: int,
-    precision: str,
+    precision: Precision,
     rows: int = 0,
     span_seconds: float = 86_400.0,
     drop: bool = False,
@@ -57,7 +51,7 @@ def seed(
     store.ensure_schema(dataset, tables, drop=drop)
     written = 0
     if rows > 0:
-        clock = Clock(precision, last_per_subtable(store, dataset, tables))
+        clock = Clock(precision, store.last_per_subtable(dataset, tables))
         generator = Generator(dataset, tables, precision, seed_value)
         counts = spread(rows, tables)
         timestamps = clock.backfill(counts, span_seconds)

@@ -7,61 +7,54 @@ store and updates the tables on its own thread, so no query or large update bloc
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import perspective
+import tornado.httpserver
 import tornado.web
 from perspective.handlers.tornado import PerspectiveTornadoHandler
 
-from taosprsp.config import Config, parse_duration
-from taosprsp.datasets import SUBTABLE_COLUMN, get_dataset
-from taosprsp.errors import ConfigError, TaosprspError, cannot_listen
+from taosprsp.config import Config
+from taosprsp.dashboard import dashboard_document
+from taosprsp.datasets import SUBTABLE_COLUMN, Dataset, get_dataset
+from taosprsp.errors import ConfigError, TaosprspError
 from taosprsp.feed import RING_COLUMN, Feed, window_schema
-from taosprsp.stores import open_store, resolve_kind
-from taosprsp.viewer import REQUIRED_ASSET, dashboard_document, dashboard_routes, viewer_dir
+from taosprsp.stores import ResolvedKind, Store, TDengineStore, open_store, resolve_kind
+from taosprsp.stores.tmq import subscribe
+from taosprsp.web import WEBSOCKET_PATH, JsonHandler, dashboard_routes, http_url, listen, viewer_dir, ws_url
+
+ResolvedFeedMode = Literal["tmq", "poll"]
+"""How the feed follows the store once `server.feed = "auto"` has been resolved."""
 
 
-def feed_mode(config: Config, kind: str) -> str:
+def feed_mode(config: Config, kind: ResolvedKind) -> ResolvedFeedMode:
     """`tmq` or `poll`: `auto` subscribes on TDengine and polls the embedded store."""
     mode = config.server.feed
     if mode == "auto":
         return "tmq" if kind == "tdengine" else "poll"
     if mode == "tmq" and kind != "tdengine":
-        raise ConfigError("--feed tmq needs TDengine (TMQ is TDengine's subscription); the embedded store polls: use --feed poll")
+        raise ConfigError(
+            "--feed tmq needs TDengine (TMQ is TDengine's subscription); the embedded store polls: use --feed poll"
+        )
     return mode
 
 
-class StatsHandler(tornado.web.RequestHandler):
-    def initialize(self, service: "LiveServer") -> None:
-        self.service = service
+def make_tables(
+    client: perspective.Client, dataset: Dataset, window_name: str | None = None, latest_name: str | None = None
+) -> tuple[perspective.Table, perspective.Table]:
+    """The two tables `serve` feeds: the rolling window (a ring indexed by `rid`) and the latest row per subtable.
 
-    def get(self) -> None:
-        self.set_header("Content-Type", "application/json")
-        self.set_header("Cache-Control", "no-store")
-        self.write(json.dumps(self.service.stats()))
-
-
-class MissingAssets(tornado.web.RequestHandler):
-    def initialize(self, message: str) -> None:
-        self.message = message
-
-    def get(self, _: str = "") -> None:
-        self.set_status(503)
-        self.set_header("Content-Type", "text/plain")
-        self.write(self.message + "\n")
-
-
-def _listen_error(config: Config, error: BaseException) -> BaseException:
-    """A port already in use (or not allowed) as a user error; anything else unchanged."""
-    if isinstance(error, OSError):
-        return cannot_listen(config.server.host, config.server.port, error)
-    return error
+    Names default to generated ones; pass them to serve the tables under the config's names.
+    """
+    window = client.table(window_schema(dataset), index=RING_COLUMN, name=window_name)
+    latest = client.table(dataset.perspective_schema(), index=SUBTABLE_COLUMN, name=latest_name)
+    return window, latest
 
 
 @dataclass
@@ -73,82 +66,130 @@ class LiveServer:
     """
 
     config: Config
-    kind: str = ""
+    kind: ResolvedKind | None = None
     on_ready: Callable[[str], None] | None = None
+    url: str = field(default="", init=False)
 
     def __post_init__(self) -> None:
         self.kind = self.kind or resolve_kind(self.config)
         self.mode = feed_mode(self.config, self.kind)
         self.dataset = get_dataset(self.config.dataset.name)
         self.server = perspective.Server()
-        client = self.server.new_local_client()
-        self.window = client.table(window_schema(self.dataset), index=RING_COLUMN, name=self.config.perspective_table)
-        self.latest = client.table(self.dataset.perspective_schema(), index=SUBTABLE_COLUMN, name=self.config.latest_table)
-        self.feed = Feed(self.dataset, self.config.database.precision, self.window, self.latest, self.mode, self.config.server.limit)
+        self.window, self.latest = make_tables(
+            self.server.new_local_client(), self.dataset, self.config.perspective_table, self.config.latest_table
+        )
+        self.feed = Feed(
+            self.dataset, self.config.database.precision, self.window, self.latest, self.config.server.limit
+        )
         self.stop_event = threading.Event()
-        self.url = ""
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="perspective")
         self._threads: list[threading.Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._http: Any = None
+        self._http: tornado.httpserver.HTTPServer | None = None
         self._feed_ready = threading.Event()
         self._feed_error: BaseException | None = None
 
+    @property
+    def websocket_url(self) -> str:
+        return ws_url(self.url)
+
     def stats(self) -> dict[str, Any]:
+        """What `/api/stats` answers."""
         return {
             "store": self.kind,
-            "feed": self.feed.stats.as_dict(),
+            "feed": {"mode": self.mode, **self.feed.stats.as_dict()},
             "tables": {self.config.perspective_table: self.window.size(), self.config.latest_table: self.latest.size()},
             "window_limit": self.config.server.limit,
         }
 
+    def start(self) -> LiveServer:
+        """Start the feed and the server on background threads; returns when both are up."""
+        self._start_feed()
+        listening = threading.Event()
+        failures: list[BaseException] = []
+
+        def run_loop() -> None:
+            try:
+                loop = self._listen_on_new_loop()
+            except BaseException as exc:
+                failures.append(exc)
+                return
+            finally:
+                listening.set()
+            self._run_until_stopped(loop)
+
+        thread = threading.Thread(target=run_loop, name="tornado", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        listening.wait()
+        if failures:
+            self.stop()
+            raise failures[0]
+        if self.on_ready:
+            self.on_ready(self.url)
+        return self
+
+    def serve_forever(self) -> None:
+        """Run until SIGINT or SIGTERM in the calling (main) thread."""
+        self._start_feed()
+        try:
+            loop = self._listen_on_new_loop()
+        except BaseException:
+            self.stop()
+            raise
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, loop.stop)
+        if self.on_ready:
+            self.on_ready(self.url)
+        try:
+            self._run_until_stopped(loop)
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        """Stop the feed and the server; safe to call twice."""
+        self.stop_event.set()
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout=10)
+        self._executor.shutdown(wait=False)
+
     def _application(self) -> tornado.web.Application:
-        routes: list[tuple] = [
-            (r"/websocket", PerspectiveTornadoHandler, {"perspective_server": self.server, "executor": self._executor}),
-            (r"/api/stats", StatsHandler, {"service": self}),
+        perspective_handler = {"perspective_server": self.server, "executor": self._executor}
+        routes: list[tornado.web.Rule] = [
+            tornado.web.url(WEBSOCKET_PATH, PerspectiveTornadoHandler, perspective_handler),
+            tornado.web.url(r"/api/stats", JsonHandler, {"document": self.stats}),
+            *dashboard_routes(dashboard_document(self.config), viewer_dir()),
         ]
-        directory = viewer_dir()
-        if (directory / REQUIRED_ASSET).is_file():
-            routes += dashboard_routes(dashboard_document(self.config), directory)
-        else:
-            routes.append((r"/(.*)", MissingAssets, {"message": f"the dashboard's npm assets are missing: run `npm ci --prefix {directory}`"}))
         return tornado.web.Application(
             routes,
             websocket_max_message_size=self.config.server.max_message_mb * 1024 * 1024,
-            websocket_ping_interval=parse_duration(self.config.server.ping_interval),
+            websocket_ping_interval=self.config.server.ping_interval,
         )
 
-    def _run_feed(self) -> None:
+    def _listen_on_new_loop(self) -> asyncio.AbstractEventLoop:
+        """An event loop for this thread with the server listening on it; `self.url` says where."""
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
         try:
-            store = open_store(self.config, self.kind)
-        except BaseException as exc:
-            self._feed_error = exc
-            self._feed_ready.set()
-            return
-        try:
-            store.ensure_schema(self.dataset, self.config.dataset.tables)
-            if self.mode == "tmq":
-                # subscribe before the snapshot: rows arriving in between come through both and the
-                # watermark drops the second copy, where the other order would lose them
-                subscription = store.subscribe(self.dataset, f"taosprsp-serve-{int(time.time() * 1000)}", self.stop_event)  # type: ignore[attr-defined]
-                self.feed.load_snapshot(store, self.config.server.limit)
-                self._feed_ready.set()
-                self.feed.follow(subscription, self.stop_event)
-            else:
-                self.feed.load_snapshot(store, self.config.server.limit)
-                self._feed_ready.set()
-                self.feed.poll(store, parse_duration(self.config.server.interval), self.stop_event)
-        except BaseException as exc:
-            self._feed_error = exc
-            self.feed.stats.last_error = str(exc)
-            self._feed_ready.set()
-        finally:
-            store.close()
+            self._http, port = listen(self._application(), self.config.server.host, self.config.server.port)
+        except BaseException:
+            loop.close()
+            raise
+        self._loop = loop
+        self.url = http_url(self.config.server.host, port)
+        return loop
 
-    def _listen(self) -> None:
-        self._http = self._application().listen(self.config.server.port, address=self.config.server.host)
-        port = next(iter(self._http._sockets.values())).getsockname()[1]
-        self.url = f"http://{self.config.server.host}:{port}/"
+    def _run_until_stopped(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Run `loop` until `stop()` (or a signal) stops it, then close the server and the loop."""
+        try:
+            loop.run_forever()
+        finally:
+            if self._http is not None:
+                self._http.stop()
+            loop.close()
 
     def _start_feed(self) -> None:
         thread = threading.Thread(target=self._run_feed, name="feed", daemon=True)
@@ -161,71 +202,36 @@ class LiveServer:
                 raise error
             raise TaosprspError(f"the feed could not start: {error}") from error
 
-    @property
-    def websocket_url(self) -> str:
-        return self.url.replace("http://", "ws://") + "websocket"
-
-    def start(self) -> "LiveServer":
-        """Start the feed and the server on background threads; returns when both are up."""
-        self._start_feed()
-        listening = threading.Event()
-        failures: list[BaseException] = []
-
-        def run_loop() -> None:
-            self._loop = asyncio.new_event_loop()
-            asyncio.set_event_loop(self._loop)
-            try:
-                self._listen()
-            except BaseException as exc:
-                failures.append(exc)
-                return
-            finally:
-                listening.set()
-            self._loop.run_forever()
-            self._http.stop()
-            self._loop.close()
-
-        thread = threading.Thread(target=run_loop, name="tornado", daemon=True)
-        thread.start()
-        self._threads.append(thread)
-        listening.wait()
-        if failures:
-            self.stop()
-            raise _listen_error(self.config, failures[0])
-        if self.on_ready:
-            self.on_ready(self.url)
-        return self
-
-    def stop(self) -> None:
-        """Stop the feed and the server; safe to call twice."""
-        self.stop_event.set()
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        for thread in self._threads:
-            thread.join(timeout=10)
-        self._executor.shutdown(wait=False)
-
-    def serve_forever(self) -> None:
-        """Run until SIGINT or SIGTERM in the calling (main) thread."""
-        self._start_feed()
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        self._loop = loop
+    def _run_feed(self) -> None:
         try:
-            self._listen()
-        except OSError as exc:
-            self.stop_event.set()
-            raise _listen_error(self.config, exc) from exc
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, loop.stop)
-        if self.on_ready:
-            self.on_ready(self.url)
+            store = open_store(self.config, self.kind)
+        except BaseException as exc:
+            self._feed_error = exc
+            self._feed_ready.set()
+            return
         try:
-            loop.run_forever()
+            self._follow(store)
+        except BaseException as exc:
+            self._feed_error = exc
+            self.feed.stats.last_error = str(exc)
+            self._feed_ready.set()
         finally:
-            self.stop_event.set()
-            self._http.stop()
-            for thread in self._threads:
-                thread.join(timeout=10)
-            self._executor.shutdown(wait=False)
-            loop.close()
+            store.close()
+
+    def _follow(self, store: Store) -> None:
+        """Load the snapshot, say the feed is ready, then follow the store until stopped."""
+        store.ensure_schema(self.dataset, self.config.dataset.tables)
+        limit = self.config.server.limit
+        if self.mode == "tmq":
+            assert isinstance(store, TDengineStore), "feed_mode allows tmq on TDengine only"
+            # subscribe before the snapshot: rows arriving in between come through both and the
+            # watermark drops the second copy, where the other order would lose them
+            group = f"taosprsp-serve-{int(time.time() * 1000)}"
+            subscription = subscribe(store, self.dataset, group, self.stop_event)
+            self.feed.load_snapshot(store, limit)
+            self._feed_ready.set()
+            self.feed.follow(subscription, self.stop_event)
+        else:
+            self.feed.load_snapshot(store, limit)
+            self._feed_ready.set()
+            self.feed.poll(store, self.config.server.interval, self.stop_event)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -37,8 +37,10 @@ def isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
 
 def store_config(kind: str, tmp_path: Path, **sections: dict) -> Config:
     """A config for `kind`: a temp SQLite file, or a fresh database on the test TDengine."""
-    overrides: dict[str, dict] = {"store": {"kind": kind, "path": str(tmp_path / "store.sqlite")},
-                                  "state": {"dir": str(tmp_path / "state")}}
+    overrides: dict[str, dict] = {
+        "store": {"kind": kind, "path": str(tmp_path / "store.sqlite")},
+        "state": {"dir": str(tmp_path / "state")},
+    }
     if kind == "tdengine":
         overrides["tdengine"] = {"dsn": TEST_DSN}
         overrides["database"] = {"name": f"taosprsp_test_{uuid.uuid4().hex[:10]}"}

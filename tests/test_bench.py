@@ -9,14 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import TEST_DSN, store_config
+from helpers import cli_env
 from typer.testing import CliRunner
 
 from taosprsp.bench import SCHEMA
 from taosprsp.cli import app
 from taosprsp.config import Config
-
-from conftest import TEST_DSN, store_config
-from helpers import cli_env
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 STAGES = ["generate", "ingest-100", "ingest-1000", "ingest-10000", "read", "feed"]
@@ -26,7 +25,9 @@ VERSION_KEYS = {"taosprsp", "python", "numpy", "pyarrow", "perspective", "taosws
 def bench_env(config: Config) -> dict[str, str | None]:
     """`cli_env`, and no other TAOSPRSP_* setting of the developer's shell (module fixtures run outside
     conftest's per-test isolation)."""
-    cleared: dict[str, str | None] = {n: None for n in os.environ if n.startswith("TAOSPRSP_") and n != "TAOSPRSP_TEST_DSN"}
+    cleared: dict[str, str | None] = {
+        n: None for n in os.environ if n.startswith("TAOSPRSP_") and n != "TAOSPRSP_TEST_DSN"
+    }
     return {**cleared, **cli_env(config)}
 
 
@@ -43,7 +44,9 @@ class QuickRun:
 def run_quick_bench(kind: str, directory: Path) -> QuickRun:
     config = store_config(kind, directory)
     report, plot = directory / "bench.json", directory / "bench.png"
-    result = CliRunner().invoke(app, ["bench", "--quick", "--json", str(report), "--plot", str(plot)], env=bench_env(config))
+    result = CliRunner().invoke(
+        app, ["bench", "--quick", "--json", str(report), "--plot", str(plot)], env=bench_env(config)
+    )
     document = json.loads(report.read_text()) if report.exists() else {}
     return QuickRun(result.exit_code, result.stdout, result.stderr, document, plot, config)
 
@@ -77,7 +80,9 @@ def test_quick_bench_measures_latency_through_the_poll_feed(quick: QuickRun) -> 
 def test_json_follows_the_documented_schema(quick: QuickRun) -> None:
     document = quick.document
     assert document["schema"] == SCHEMA == "taosprsp.bench/1"
-    assert {"results", "latency", "baseline", "ratios", "versions", "machine", "config", "store", "quick"} <= set(document)
+    assert {"results", "latency", "baseline", "ratios", "versions", "machine", "config", "store", "quick"} <= set(
+        document
+    )
     assert document["quick"] is True and document["store"]["kind"] == "embedded"
     assert set(document["versions"]) == VERSION_KEYS and document["versions"]["tdengine_server"] is None
     assert document["machine"]["cpu_count"] >= 1

@@ -9,12 +9,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from helpers import start_producer
 
 from taosprsp.config import Config
 from taosprsp.serve import LiveServer
-from taosprsp.viewer import REQUIRED_ASSET, viewer_dir
-
-from helpers import start_producer
+from taosprsp.web import missing_assets, viewer_dir
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHECK = viewer_dir() / "tests" / "browser_check.mjs"
@@ -23,7 +22,7 @@ SCREENSHOT_COPY = viewer_dir() / "screenshots" / "dashboard.png"
 
 def browser_ready() -> str:
     """Why the browser test cannot run here, or '' when it can."""
-    if not (viewer_dir() / REQUIRED_ASSET).is_file():
+    if missing_assets(viewer_dir()):
         return "viewer assets missing: npm ci --prefix viewer"
     if not Path(CHROMIUM).exists():
         return f"no Chromium at {CHROMIUM}: apt-get install chromium"
@@ -49,8 +48,21 @@ def test_dashboard_draws_grid_and_chart_and_grows_while_producing(requirements, 
     screenshot = tmp_path / "dashboard.png"
     try:
         result = subprocess.run(
-            ["node", str(CHECK), "--url", live.url, "--screenshot", str(screenshot), "--timeout", "60", "--interval", "3"],
-            capture_output=True, text=True, timeout=150,
+            [
+                "node",
+                str(CHECK),
+                "--url",
+                live.url,
+                "--screenshot",
+                str(screenshot),
+                "--timeout",
+                "60",
+                "--interval",
+                "3",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=150,
         )
     finally:
         producer.terminate()

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from taosprsp import __version__
-from taosprsp.cli import app, hoist_global_options
+from taosprsp.cli import app
 
 runner = CliRunner()
 
@@ -18,14 +20,39 @@ def invoke(*args: str, env: dict[str, str] | None = None):
     return runner.invoke(app, list(args), env=env)
 
 
+def listed_commands(help_text: str) -> set[str]:
+    """The command names in the Commands panel of a help page."""
+    panel = help_text[help_text.index("Commands") :]
+    return set(re.findall(r"^│ ([a-z][a-z-]*) ", panel, re.MULTILINE))
+
+
 def test_help_shows_the_whole_tree() -> None:
     result = invoke("--help")
     assert result.exit_code == 0
-    for command in ("db", "produce", "serve", "viewer", "bench", "teardown", "ps", "demo", "config"):
-        assert command in result.stdout
-    db_help = invoke("db", "--help").stdout
-    for command in ("up", "seed", "status"):
-        assert command in db_help
+    assert listed_commands(result.stdout) == {
+        "db",
+        "produce",
+        "serve",
+        "viewer",
+        "bench",
+        "teardown",
+        "ps",
+        "demo",
+        "config",
+    }
+    assert listed_commands(invoke("db", "--help").stdout) == {"up", "seed", "status"}
+    assert listed_commands(invoke("config", "--help").stdout) == {"show"}
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["db seed", "db status", "db up", "produce", "serve", "viewer", "demo", "bench", "ps", "teardown", "config show"],
+)
+def test_every_command_has_help_with_an_example(command: str) -> None:
+    result = invoke(*command.split(), "--help")
+    assert result.exit_code == 0
+    assert f"Usage: taosprsp {command} [OPTIONS]" in result.stdout
+    assert re.search(rf"Examples?:\s+taosprsp .*{command.split()[-1]}", result.stdout)
 
 
 def test_version() -> None:
@@ -58,18 +85,91 @@ def test_bad_option_value_is_a_usage_error() -> None:
     assert invoke("produce", "--rate", "fast").exit_code == 2
 
 
-def test_bad_duration_names_the_option() -> None:
+def test_bad_duration_on_the_command_line_is_a_usage_error_naming_the_option() -> None:
     result = invoke("db", "seed", "--store", "embedded", "--span", "3 weeks")
-    assert result.exit_code == 3 and "--span" in result.stderr
+    assert result.exit_code == 2 and "--span" in result.stderr and "3 weeks" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["produce", "--duration", "soon"],
+        ["produce", "--interval", "-1s"],
+        ["serve", "--interval", "fast"],
+        ["db", "up", "--wait", "1 minute"],
+    ],
+)
+def test_every_duration_option_refuses_a_bad_value_with_exit_2(args: list[str]) -> None:
+    result = invoke(*args)
+    assert result.exit_code == 2 and args[-2] in result.stderr and "expected a duration" in result.stderr
+
+
+def test_bad_duration_in_a_config_file_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('[server]\ninterval = "3 weeks"\n')
+    result = invoke("--config", str(path), "config", "show")
+    assert result.exit_code == 3
+    assert result.stderr.strip().splitlines() == [
+        f"error: server.interval in {path}: expected a duration such as '250ms', '30s' or '1d', got '3 weeks'"
+    ]
+
+
+@pytest.mark.parametrize(
+    "args, option",
+    [
+        (["produce", "--protocol", "foo"], "--protocol"),
+        (["produce", "--sink", "foo"], "--sink"),
+        (["serve", "--feed", "push"], "--feed"),
+        (["--store", "duck", "db", "status"], "--store"),
+        (["db", "status", "--store", "duck"], "--store"),
+    ],
+)
+def test_a_value_outside_a_closed_set_is_a_usage_error(args: list[str], option: str) -> None:
+    result = invoke(*args)
+    assert result.exit_code == 2 and option in result.stderr and "not one of" in result.stderr
+
+
+def test_bad_protocol_in_a_config_file_lists_the_choices_without_a_far_fetched_guess(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('[producer]\nprotocol = "foo"\n')
+    result = invoke("--config", str(path), "config", "show")
+    assert result.exit_code == 3
+    assert result.stderr.strip() == f"error: producer.protocol in {path}: 'foo' is not one of stmt2, line, telnet, json"
 
 
 def test_global_options_work_after_the_subcommand() -> None:
-    assert hoist_global_options(["db", "seed", "--store", "embedded", "--rows", "5"]) == \
-        ["--store", "embedded", "db", "seed", "--rows", "5"]
-    assert hoist_global_options(["bench", "--json", "out.json"]) == ["bench", "--json", "out.json"]
-    assert hoist_global_options(["produce", "--json", "-q", "--store=embedded"]) == ["--json", "-q", "--store=embedded", "produce"]
-    assert hoist_global_options(["--store", "embedded", "bench", "--json", "x.json"]) == ["--store", "embedded", "bench", "--json", "x.json"]
-    assert hoist_global_options(["-c", "my.toml", "produce", "-v"]) == ["-c", "my.toml", "-v", "produce"]
+    hoist = typer.main.get_command(app).hoist_global_options
+    assert hoist(["db", "seed", "--store", "embedded", "--rows", "5"]) == [
+        "--store",
+        "embedded",
+        "db",
+        "seed",
+        "--rows",
+        "5",
+    ]
+    assert hoist(["bench", "--json", "out.json"]) == ["bench", "--json", "out.json"]
+    assert hoist(["produce", "--json", "-q", "--store=embedded"]) == ["--json", "-q", "--store=embedded", "produce"]
+    assert hoist(["--store", "embedded", "bench", "--json", "x.json"]) == [
+        "--store",
+        "embedded",
+        "bench",
+        "--json",
+        "x.json",
+    ]
+    assert hoist(["-c", "my.toml", "produce", "-vv"]) == ["-c", "my.toml", "-vv", "produce"]
+    assert hoist(["-c", "db", "produce", "--json"]) == ["-c", "db", "--json", "produce"]
+
+
+def test_bench_keeps_its_own_json_path_option(tmp_path: Path) -> None:
+    target = tmp_path / "missing" / "bench.json"
+    result = invoke("bench", "--store", "embedded", "--json", str(target))
+    assert result.exit_code == 2
+    assert f"--json {target}: the directory {target.parent} does not exist" in result.stderr
+
+
+def test_global_json_after_the_subcommand_gives_json() -> None:
+    result = invoke("config", "show", "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["source"] == "defaults"
 
 
 def test_serve_on_a_busy_port_is_a_clear_error() -> None:

@@ -8,6 +8,7 @@ import taosws
 
 from taosprsp.datasets import DATASETS, METERS, STOCKS, SUBTABLE_COLUMN
 from taosprsp.generate import Clock, Generator, spread
+from taosprsp.stores.base import BEFORE_ANY_ROW
 
 
 def test_meters_ddl_matches_the_seeds_table() -> None:
@@ -67,12 +68,12 @@ def test_clock_stamps_strictly_increase_per_subtable_across_batches() -> None:
     first = clock.live(np.array([5, 5, 5]), now=now)
     second = clock.live(np.array([5, 5, 5]), now=now)
     for subtable in range(3):
-        stamps = np.concatenate([first[subtable * 5:(subtable + 1) * 5], second[subtable * 5:(subtable + 1) * 5]])
+        stamps = np.concatenate([first[subtable * 5 : (subtable + 1) * 5], second[subtable * 5 : (subtable + 1) * 5]])
         assert (np.diff(stamps) > 0).all()
 
 
 def test_backfill_spreads_rows_over_the_span_ending_now() -> None:
-    clock = Clock("ms", np.full(2, -(2**62), dtype=np.int64))
+    clock = Clock("ms", np.full(2, BEFORE_ANY_ROW, dtype=np.int64))
     ts = clock.backfill(np.array([10, 10]), span_seconds=10, end=1_000_000)
     assert ts[9] == 1_000_000 and ts[0] == 1_000_000 - 9 * 1000
 

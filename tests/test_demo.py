@@ -11,12 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import cli_env
 
 from taosprsp.client import fetch_table
 from taosprsp.config import Config
 from taosprsp.lifecycle import process_start_time
-
-from helpers import cli_env
 
 
 @pytest.mark.parametrize("store_kind", ["embedded"])
@@ -24,7 +23,10 @@ def test_demo_serves_live_data_and_sigint_leaves_nothing_running(config: Config)
     env = {**os.environ, **cli_env(config)}
     demo = subprocess.Popen(
         [sys.executable, "-m", "taosprsp", "--json", "demo", "--port", "0", "--history", "1000", "--rate", "500"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
     )
     try:
         ready = json.loads(demo.stdout.readline())

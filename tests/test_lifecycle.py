@@ -18,9 +18,9 @@ import threading
 import time
 import uuid
 from base64 import b64encode
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from typer.testing import CliRunner
@@ -29,6 +29,7 @@ from taosprsp import lifecycle
 from taosprsp.cli import app
 from taosprsp.config import load_config
 from taosprsp.datasets import get_dataset
+from taosprsp.endpoint import endpoint
 from taosprsp.errors import TaosprspError
 from taosprsp.stores import EmbeddedStore
 
@@ -85,9 +86,14 @@ class FakeDocker:
         return [json.loads(line) for line in lines]
 
     def add_container(self, name: str, status: str, labels: dict[str, str]) -> None:
-        self.state.write_text(json.dumps({
-            "containers": {name: {"status": status, "image": IMAGE, "labels": labels}}, "volumes": [],
-        }))
+        self.state.write_text(
+            json.dumps(
+                {
+                    "containers": {name: {"status": status, "image": IMAGE, "labels": labels}},
+                    "volumes": [],
+                }
+            )
+        )
 
 
 @pytest.fixture
@@ -101,7 +107,8 @@ def fake_docker(state: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 
 class TDengineRest(BaseHTTPRequestHandler):
-    """Answers POST /rest/sql as taosAdapter does, for the default user root:taosdata."""
+    """Answers POST /rest/sql as taosAdapter does, for the default user root:taosdata: "not ready" to the first
+    `server.not_ready_answers` queries, as while taosd starts, then the server version."""
 
     def do_POST(self) -> None:
         sql = self.rfile.read(int(self.headers["Content-Length"])).decode()
@@ -109,8 +116,13 @@ class TDengineRest(BaseHTTPRequestHandler):
         expected = "Basic " + b64encode(b"root:taosdata").decode()
         if self.path != "/rest/sql" or self.headers.get("Authorization") != expected:
             self._answer(401, {"code": 65535, "desc": "Authentication failure"})
+        elif len(self.server.queries) <= self.server.not_ready_answers:  # type: ignore[attr-defined]
+            # What taosAdapter answers while taosd is still starting.
+            self._answer(200, {"code": 11, "desc": "Unable to establish connection"})
         else:
-            self._answer(200, {"code": 0, "column_meta": [["server_version()", "VARCHAR", 8]], "data": [["3.3.7.5"]], "rows": 1})
+            self._answer(
+                200, {"code": 0, "column_meta": [["server_version()", "VARCHAR", 8]], "data": [["3.3.7.5"]], "rows": 1}
+            )
 
     def _answer(self, status: int, body: dict) -> None:
         data = json.dumps(body).encode()
@@ -129,6 +141,7 @@ def tdengine_rest(state: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Thre
     """A real HTTP server on 127.0.0.1 standing in for taosAdapter's REST API; the config's port points at it."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), TDengineRest)
     server.queries = []  # type: ignore[attr-defined]
+    server.not_ready_answers = 0  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     monkeypatch.setenv("TAOSPRSP_TDENGINE_PORT", str(server.server_address[1]))
@@ -148,9 +161,19 @@ def stranger() -> Iterator[subprocess.Popen]:
 
 def run_args(container: str, port: int) -> list[str]:
     return [
-        "run", "-d", "--name", container, "--label", "taosprsp.managed=true",
-        "-p", "127.0.0.1:6030:6030", "-p", f"127.0.0.1:{port}:6041",
-        "-v", f"{os.environ['TAOSPRSP_DOCKER_VOLUME']}:/var/lib/taos", IMAGE,
+        "run",
+        "-d",
+        "--name",
+        container,
+        "--label",
+        "taosprsp.managed=true",
+        "-p",
+        "127.0.0.1:6030:6030",
+        "-p",
+        f"127.0.0.1:{port}:6041",
+        "-v",
+        f"{os.environ['TAOSPRSP_DOCKER_VOLUME']}:/var/lib/taos",
+        IMAGE,
     ]
 
 
@@ -184,7 +207,9 @@ def test_db_up_without_a_docker_engine_exits_6_and_names_the_alternatives(state:
 
 
 def test_db_up_without_a_docker_client_exits_6_and_says_docker_is_not_installed(
-    state: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    state: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     (tmp_path / "empty-bin").mkdir()
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
@@ -195,7 +220,9 @@ def test_db_up_without_a_docker_client_exits_6_and_says_docker_is_not_installed(
 
 
 def test_db_up_native_without_tdengine_installed_exits_6_and_names_the_missing_binaries(
-    state: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    state: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     (tmp_path / "empty-bin").mkdir()
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
@@ -209,7 +236,8 @@ def test_db_up_native_without_tdengine_installed_exits_6_and_names_the_missing_b
 
 
 def test_db_up_pulls_the_pinned_image_runs_it_and_waits_until_taosadapter_answers(
-    fake_docker: FakeDocker, tdengine_rest: ThreadingHTTPServer,
+    fake_docker: FakeDocker,
+    tdengine_rest: ThreadingHTTPServer,
 ) -> None:
     container = os.environ["TAOSPRSP_DOCKER_CONTAINER"]
     port = tdengine_rest.server_address[1]
@@ -221,7 +249,9 @@ def test_db_up_pulls_the_pinned_image_runs_it_and_waits_until_taosadapter_answer
     assert f"http://127.0.0.1:{port}/rest/sql" in result.stdout
 
 
-def test_db_up_no_pull_runs_the_image_without_pulling(fake_docker: FakeDocker, tdengine_rest: ThreadingHTTPServer) -> None:
+def test_db_up_no_pull_runs_the_image_without_pulling(
+    fake_docker: FakeDocker, tdengine_rest: ThreadingHTTPServer
+) -> None:
     container = os.environ["TAOSPRSP_DOCKER_CONTAINER"]
     result = invoke("db", "up", "--no-pull")
     assert result.exit_code == 0, result.output
@@ -229,13 +259,19 @@ def test_db_up_no_pull_runs_the_image_without_pulling(fake_docker: FakeDocker, t
 
 
 def test_db_up_benchmark_prepopulates_the_database_with_taosbenchmark_in_the_container(
-    fake_docker: FakeDocker, tdengine_rest: ThreadingHTTPServer,
+    fake_docker: FakeDocker,
+    tdengine_rest: ThreadingHTTPServer,
 ) -> None:
     container = os.environ["TAOSPRSP_DOCKER_CONTAINER"]
     result = invoke("--json", "db", "up", "--benchmark")
     assert result.exit_code == 0, result.output
     calls = fake_docker.calls()
-    assert calls[:4] == [INFO, inspect_args(container), ["pull", IMAGE], run_args(container, tdengine_rest.server_address[1])]
+    assert calls[:4] == [
+        INFO,
+        inspect_args(container),
+        ["pull", IMAGE],
+        run_args(container, tdengine_rest.server_address[1]),
+    ]
     assert calls[4:] == [["exec", container, "taosBenchmark", "-d", "power", "-t", "10", "-n", "10000", "-y"]]
     summary = json.loads(result.stdout)
     assert summary["action"] == "created" and summary["version"] == "3.3.7.5"
@@ -243,7 +279,8 @@ def test_db_up_benchmark_prepopulates_the_database_with_taosbenchmark_in_the_con
 
 
 def test_db_up_when_tdengine_already_answers_says_so_and_changes_nothing(
-    fake_docker: FakeDocker, tdengine_rest: ThreadingHTTPServer,
+    fake_docker: FakeDocker,
+    tdengine_rest: ThreadingHTTPServer,
 ) -> None:
     container = os.environ["TAOSPRSP_DOCKER_CONTAINER"]
     assert invoke("db", "up").exit_code == 0
@@ -264,24 +301,47 @@ def test_db_up_starts_a_stopped_container_again(fake_docker: FakeDocker, tdengin
 
 
 def test_db_up_exits_4_when_taosadapter_does_not_answer_in_time(
-    fake_docker: FakeDocker, monkeypatch: pytest.MonkeyPatch,
+    fake_docker: FakeDocker,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         free_port = probe.getsockname()[1]
     monkeypatch.setenv("TAOSPRSP_TDENGINE_PORT", str(free_port))
-    started = time.monotonic()
     result = invoke("db", "up", "--wait", "1s")
     assert result.exit_code == 4
-    assert time.monotonic() - started < 5
     assert f"TDengine did not answer http://127.0.0.1:{free_port}/rest/sql within 1 s" in result.stderr
     assert f"docker logs {os.environ['TAOSPRSP_DOCKER_CONTAINER']}" in result.stderr
+
+
+def test_db_up_wait_gives_up_after_the_wait_option_not_the_configured_wait(
+    fake_docker: FakeDocker,
+    tdengine_rest: ThreadingHTTPServer,
+) -> None:
+    tdengine_rest.not_ready_answers = 1_000  # type: ignore[attr-defined]
+    result = invoke("db", "up", "--wait", "1s")
+    assert result.exit_code == 4
+    assert "within 1 s (last: code 11: Unable to establish connection)" in result.stderr
+    # One probe, then one every 0.5 s until the deadline: at most 3 within 1 s, where the configured 5 s makes 11.
+    assert len(tdengine_rest.queries) <= 3  # type: ignore[attr-defined]
+
+
+def test_wait_ready_returns_the_version_once_taosadapter_answers(
+    state: Path,
+    tdengine_rest: ThreadingHTTPServer,
+) -> None:
+    tdengine_rest.not_ready_answers = 2  # type: ignore[attr-defined]
+    target = endpoint(load_config().tdengine)
+    assert lifecycle.wait_ready(target, 60) == "3.3.7.5"
+    assert tdengine_rest.queries == ["SELECT SERVER_VERSION()"] * 3, "polled until ready, then stopped"  # type: ignore[attr-defined]
 
 
 # --- teardown of the container ------------------------------------------------------------------------
 
 
-def test_teardown_removes_the_container_taosprsp_created(fake_docker: FakeDocker, tdengine_rest: ThreadingHTTPServer) -> None:
+def test_teardown_removes_the_container_taosprsp_created(
+    fake_docker: FakeDocker, tdengine_rest: ThreadingHTTPServer
+) -> None:
     container = os.environ["TAOSPRSP_DOCKER_CONTAINER"]
     assert invoke("db", "up").exit_code == 0
     fake_docker.calls()
@@ -291,14 +351,20 @@ def test_teardown_removes_the_container_taosprsp_created(fake_docker: FakeDocker
     assert f"removed container {container}" in result.stdout
 
 
-def test_teardown_volumes_also_removes_the_data_volume(fake_docker: FakeDocker, tdengine_rest: ThreadingHTTPServer) -> None:
+def test_teardown_volumes_also_removes_the_data_volume(
+    fake_docker: FakeDocker, tdengine_rest: ThreadingHTTPServer
+) -> None:
     container, volume = os.environ["TAOSPRSP_DOCKER_CONTAINER"], os.environ["TAOSPRSP_DOCKER_VOLUME"]
     assert invoke("db", "up").exit_code == 0
     fake_docker.calls()
     result = invoke("--json", "teardown", "--volumes")
     assert result.exit_code == 0, result.output
     assert fake_docker.calls() == [
-        INFO, inspect_args(container), ["rm", "-f", container], ["volume", "inspect", volume], ["volume", "rm", volume],
+        INFO,
+        inspect_args(container),
+        ["rm", "-f", container],
+        ["volume", "inspect", volume],
+        ["volume", "rm", volume],
     ]
     summary = json.loads(result.stdout)
     assert summary["container_removed"] and summary["volume_removed"]
@@ -321,7 +387,11 @@ def test_teardown_twice_is_harmless(fake_docker: FakeDocker, tdengine_rest: Thre
     result = invoke("teardown", "--volumes")
     assert result.exit_code == 0, result.output
     assert "nothing to stop" in result.stdout
-    assert fake_docker.calls() == [INFO, inspect_args(container), ["volume", "inspect", os.environ["TAOSPRSP_DOCKER_VOLUME"]]]
+    assert fake_docker.calls() == [
+        INFO,
+        inspect_args(container),
+        ["volume", "inspect", os.environ["TAOSPRSP_DOCKER_VOLUME"]],
+    ]
 
 
 # --- background processes -----------------------------------------------------------------------------
@@ -345,11 +415,16 @@ def _wait_for_rows(store_path: Path, seconds: float = 20.0) -> int:
 
 
 def test_background_producer_is_listed_by_ps_and_stopped_by_teardown_without_a_docker_engine(
-    state: Path, fake_docker: FakeDocker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    state: Path,
+    fake_docker: FakeDocker,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     started = subprocess.run(
         [sys.executable, "-m", "taosprsp", "--json", "--store", "embedded", "produce", "--rate", "100", "--background"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert started.returncode == 0, started.stderr
     info = json.loads(started.stdout)
@@ -372,7 +447,9 @@ def test_background_producer_is_listed_by_ps_and_stopped_by_teardown_without_a_d
     assert lifecycle.list_processes(load_config()) == []
     # The child got the same command line, --json included: its summary is the log's last line.
     final = json.loads((state / "produce.log").read_text().splitlines()[-1])
-    assert final["stopped_by"] == "signal" and final["rows_written"] > 0, "SIGTERM lets the producer flush and summarize"
+    assert final["stopped_by"] == "signal" and final["rows_written"] > 0, (
+        "SIGTERM lets the producer flush and summarize"
+    )
 
 
 def test_start_background_refuses_a_second_live_process_of_the_same_name(state: Path) -> None:
@@ -386,7 +463,13 @@ def test_start_background_refuses_a_second_live_process_of_the_same_name(state: 
 def _record(state: Path, name: str, pid: int, start_time: int | None) -> Path:
     state.mkdir(parents=True, exist_ok=True)
     pidfile = state / f"{name}.pid"
-    record = {"name": name, "pid": pid, "argv": ["sleep", "60"], "log": str(state / f"{name}.log"), "started_at": time.time()}
+    record = {
+        "name": name,
+        "pid": pid,
+        "argv": ["sleep", "60"],
+        "log": str(state / f"{name}.log"),
+        "started_at": time.time(),
+    }
     if start_time is not None:
         record["start_time"] = start_time
     pidfile.write_text(json.dumps(record))
@@ -395,7 +478,10 @@ def _record(state: Path, name: str, pid: int, start_time: int | None) -> Path:
 
 @pytest.mark.parametrize("recorded", ["wrong", "missing"])
 def test_teardown_never_signals_a_process_taosprsp_did_not_start(
-    state: Path, fake_docker: FakeDocker, stranger: subprocess.Popen, recorded: str,
+    state: Path,
+    fake_docker: FakeDocker,
+    stranger: subprocess.Popen,
+    recorded: str,
 ) -> None:
     actual = lifecycle.process_start_time(stranger.pid)
     assert actual is not None
@@ -404,11 +490,15 @@ def test_teardown_never_signals_a_process_taosprsp_did_not_start(
     assert result.exit_code == 0, result.output
     assert stranger.poll() is None, "teardown signalled a process it did not start"
     assert not pidfile.exists()
-    assert f"removed the stale pid file of produce (pid {stranger.pid}: the pid now belongs to a process taosprsp did not start; not signalled)" in result.stdout
+    assert (
+        f"removed the stale pid file of produce (pid {stranger.pid}: "
+        "the pid now belongs to a process taosprsp did not start; not signalled)"
+    ) in result.stdout
 
 
 def test_ps_lists_a_pid_file_whose_pid_belongs_to_another_process_as_not_alive(
-    state: Path, stranger: subprocess.Popen,
+    state: Path,
+    stranger: subprocess.Popen,
 ) -> None:
     _record(state, "serve", stranger.pid, 1)
     result = invoke("--json", "ps")

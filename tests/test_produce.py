@@ -7,27 +7,42 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from helpers import cli_env, wait_until
 from typer.testing import CliRunner
 
 from taosprsp.cli import app
 from taosprsp.config import Config
 from taosprsp.datasets import METERS
 from taosprsp.errors import StoreError
-from taosprsp.produce import ProduceOptions, produce
+from taosprsp.produce import RETRY_DELAYS, ProduceOptions, produce
 from taosprsp.schemaless import encode, measurement
-from taosprsp.stores import EmbeddedStore, Watermark, open_store
-
-from helpers import cli_env
+from taosprsp.stores import EmbeddedStore, TDengineStore, Watermark, open_store
 
 SUMMARY_FIELDS = {
-    "store", "dataset", "protocol", "target_rate", "batch", "tables", "rows_written", "rows_failed", "batches",
-    "errors", "reconnects", "seconds", "lag_seconds", "last_error", "stopped_by", "rows_per_second", "behind",
+    "store",
+    "dataset",
+    "protocol",
+    "target_rate",
+    "batch",
+    "tables",
+    "rows_written",
+    "rows_failed",
+    "batches",
+    "errors",
+    "reconnects",
+    "seconds",
+    "lag_seconds",
+    "last_error",
+    "stopped_by",
+    "rows_per_second",
+    "behind",
 }
+# as many retries as the real schedule, without its seconds of waiting
+QUICK_RETRIES = (0.01,) * len(RETRY_DELAYS)
 
 
 def run_cli(config: Config, *args: str) -> tuple[int, str, str]:
@@ -41,12 +56,14 @@ def all_rows(config: Config) -> pa.Table:
 
 
 def duplicate_pairs(rows: pa.Table) -> int:
-    pairs = list(zip(rows["tbname"].to_pylist(), rows["ts"].to_pylist()))
+    pairs = list(zip(rows["tbname"].to_pylist(), rows["ts"].to_pylist(), strict=True))
     return len(pairs) - len(set(pairs))
 
 
 def test_count_stores_exactly_n_rows_spread_over_the_subtables(config: Config) -> None:
-    code, stdout, _ = run_cli(config, "--json", "produce", "--count", "10007", "--rate", "0", "--tables", "7", "--batch", "1000")
+    code, stdout, _ = run_cli(
+        config, "--json", "produce", "--count", "10007", "--rate", "0", "--tables", "7", "--batch", "1000"
+    )
     assert code == 0
     assert json.loads(stdout)["rows_written"] == 10007
     rows = all_rows(config)
@@ -100,11 +117,16 @@ def test_null_sink_generates_without_writing(config: Config) -> None:
 
 def test_sigterm_flushes_and_every_reported_row_is_stored(config: Config, tmp_path: Path) -> None:
     env = {**os.environ, **cli_env(config)}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "taosprsp", "--json", "produce", "--rate", "5000"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
-    )
-    time.sleep(3)
+    with open_store(config) as store:
+        store.ensure_schema(METERS, config.dataset.tables)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "taosprsp", "--json", "produce", "--rate", "5000"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            text=True,
+        )
+        assert wait_until(lambda: store.count(METERS) > 0), "the producer wrote nothing"
     process.send_signal(signal.SIGTERM)
     stdout, stderr = process.communicate(timeout=30)
     assert process.returncode == 0, stderr
@@ -139,7 +161,8 @@ def test_store_outage_reconnects_and_loses_nothing(config: Config) -> None:
 
     store = reopen()
     store.ensure_schema(METERS, 4)
-    stats = produce(store, METERS, config.stable, "ms", ProduceOptions(tables=4, rate=0, batch=100, count=1000), reopen=reopen)
+    options = ProduceOptions(tables=4, rate=0, batch=100, count=1000)
+    stats = produce(store, METERS, config.stable, "ms", options, reopen=reopen, retry_delays=QUICK_RETRIES)
     assert (stats.rows_written, stats.rows_failed, stats.errors, stats.reconnects) == (1000, 0, 2, 2)
     assert all_rows(config).num_rows == 1000
 
@@ -149,9 +172,17 @@ def test_rows_that_cannot_be_written_are_counted_not_dropped(config: Config) -> 
     outage = [10**6]
     store = FlakyEmbeddedStore(config.store.path, config.stable, outage)
     store.ensure_schema(METERS, 2)
-    stats = produce(store, METERS, config.stable, "ms", ProduceOptions(tables=2, rate=0, batch=10, count=20),
-                    reopen=lambda: FlakyEmbeddedStore(config.store.path, config.stable, outage))
+    stats = produce(
+        store,
+        METERS,
+        config.stable,
+        "ms",
+        ProduceOptions(tables=2, rate=0, batch=10, count=20),
+        reopen=lambda: FlakyEmbeddedStore(config.store.path, config.stable, outage),
+        retry_delays=QUICK_RETRIES,
+    )
     assert (stats.rows_written, stats.rows_failed) == (0, 20)
+    assert stats.reconnects == 2 * len(QUICK_RETRIES)
     assert "connection reset" in stats.last_error
 
 
@@ -163,33 +194,50 @@ def test_embedded_store_refuses_schemaless_clearly(config: Config) -> None:
 
 
 def test_line_protocol_encoding_types_every_field() -> None:
-    batch = pa.table({"tbname": ["d0"], "ts": [1700000000000], "current": pa.array([1.5], pa.float32()),
-                      "voltage": pa.array([220], pa.int32()), "phase": pa.array([0.25], pa.float32()),
-                      "groupid": pa.array([3], pa.int32()), "location": ["San Jose"]})
+    batch = pa.table(
+        {
+            "tbname": ["d0"],
+            "ts": [1700000000000],
+            "current": pa.array([1.5], pa.float32()),
+            "voltage": pa.array([220], pa.int32()),
+            "phase": pa.array([0.25], pa.float32()),
+            "groupid": pa.array([3], pa.int32()),
+            "location": ["San Jose"],
+        }
+    )
     assert encode(METERS, "meters", batch, "line") == [
         "meters_line,groupid=3,location=San\\ Jose current=1.5f32,voltage=220i32,phase=0.25f32 1700000000000"
     ]
-    assert encode(METERS, "meters", batch, "telnet")[0] == "meters_current 1700000000000 1.5 groupid=3 location=San\\ Jose"
+    assert (
+        encode(METERS, "meters", batch, "telnet")[0] == "meters_current 1700000000000 1.5 groupid=3 location=San\\ Jose"
+    )
     assert json.loads(encode(METERS, "meters", batch, "json")[0])[1] == {
-        "metric": "meters_voltage", "timestamp": 1700000000000, "value": 220, "tags": {"groupid": 3, "location": "San Jose"}}
+        "metric": "meters_voltage",
+        "timestamp": 1700000000000,
+        "value": 220,
+        "tags": {"groupid": 3, "location": "San Jose"},
+    }
 
 
 @pytest.mark.tdengine
 @pytest.mark.parametrize("store_kind", ["tdengine"])
 @pytest.mark.parametrize("protocol", ["line", "telnet", "json"])
 def test_schemaless_rows_round_trip_on_tdengine(config: Config, protocol: str) -> None:
-    code, stdout, stderr = run_cli(config, "--json", "produce", "--protocol", protocol, "--count", "300", "--rate", "0", "--tables", "3")
+    code, stdout, stderr = run_cli(
+        config, "--json", "produce", "--protocol", protocol, "--count", "300", "--rate", "0", "--tables", "3"
+    )
     assert code == 0, stderr
     assert json.loads(stdout)["rows_written"] == 300
     with open_store(config) as store:
         table = measurement(config.stable, protocol, "current" if protocol != "line" else "")
-        rows = store._rows(f"SELECT COUNT(*) FROM `{config.database.name}`.`{table}`")  # type: ignore[attr-defined]
+        assert isinstance(store, TDengineStore)
+        rows = store._rows(f"SELECT COUNT(*) FROM `{config.database.name}`.`{table}`")
     assert rows[0][0] == 300
 
 
 def test_seed_style_interval_defaults_to_250_rows_a_batch() -> None:
     from taosprsp.config import ProducerSettings
 
-    options = ProduceOptions.from_settings(ProducerSettings(interval="250ms"), tables=10)
+    options = ProduceOptions.from_settings(ProducerSettings(interval=0.25), tables=10)
     assert (options.batch_rows, options.rate) == (250, 1000.0)
     assert ProduceOptions.from_settings(ProducerSettings(rate=5000.0), tables=10).batch_rows == 500

@@ -9,10 +9,11 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from typing import Iterator
+from collections.abc import Iterator
 
 import pyarrow as pa
 import pytest
+from helpers import cli_env, start_producer, wait_until
 from typer.testing import CliRunner
 
 from taosprsp.cli import app
@@ -23,28 +24,17 @@ from taosprsp.feed import perspective_arrow
 from taosprsp.seed import seed
 from taosprsp.serve import LiveServer
 from taosprsp.stores import Watermark, open_store
-from taosprsp.viewer import REQUIRED_ASSET, viewer_dir
-
-from helpers import cli_env, start_producer
+from taosprsp.web import missing_assets, viewer_dir
 
 
 def pairs(table: pa.Table) -> list[tuple[str, int]]:
     ts = table["ts"].cast(pa.int64()) if pa.types.is_timestamp(table["ts"].type) else table["ts"]
-    return list(zip(table["tbname"].cast(pa.string()).to_pylist(), ts.to_pylist()))
+    return list(zip(table["tbname"].cast(pa.string()).to_pylist(), ts.to_pylist(), strict=True))
 
 
 def store_rows(config: Config) -> pa.Table:
     with open_store(config) as store:
         return store.read_after(METERS, Watermark())
-
-
-def wait_until(predicate, timeout: float = 20.0, step: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
 
 
 @pytest.fixture
@@ -109,7 +99,7 @@ def test_stats_endpoint_reports_the_feed(server: LiveServer, config: Config) -> 
 
 
 def test_dashboard_json_names_the_served_tables(server: LiveServer, config: Config) -> None:
-    if not (viewer_dir() / REQUIRED_ASSET).is_file():
+    if missing_assets(viewer_dir()):
         with pytest.raises(urllib.error.HTTPError) as missing:
             urllib.request.urlopen(server.url, timeout=5)
         assert missing.value.code == 503
@@ -117,6 +107,16 @@ def test_dashboard_json_names_the_served_tables(server: LiveServer, config: Conf
     document = json.loads(urllib.request.urlopen(server.url + "dashboard.json", timeout=5).read())
     assert {panel["table"] for panel in document["panels"]} == {config.perspective_table, config.latest_table}
     assert b"dashboard.js" in urllib.request.urlopen(server.url, timeout=5).read()
+
+
+def test_dashboard_modules_are_served_with_the_types_browsers_require(server: LiveServer) -> None:
+    """Browsers refuse to compile WebAssembly, or run a module, served under another type."""
+    if missing_assets(viewer_dir()):
+        pytest.skip("viewer assets missing: npm ci --prefix viewer")
+    wasm = "node_modules/@perspective-dev/viewer/dist/wasm/perspective-viewer.wasm"
+    for path, expected in ((wasm, "application/wasm"), ("dashboard.js", "text/javascript")):
+        with urllib.request.urlopen(server.url + path, timeout=5) as response:
+            assert response.headers["Content-Type"] == expected, path
 
 
 @pytest.mark.parametrize("store_kind", ["embedded"])
@@ -143,8 +143,13 @@ def test_each_tdengine_feed_delivers_every_row_once(config: Config, feed: str) -
 
 
 def test_perspective_arrow_types_times_for_perspective() -> None:
-    table = pa.table({"tbname": ["s0"], "ts": pa.array([1_700_000_000_123_456], pa.int64()),
-                      "date": pa.array([1_699_920_000_000_000], pa.int64())})
+    table = pa.table(
+        {
+            "tbname": ["s0"],
+            "ts": pa.array([1_700_000_000_123_456], pa.int64()),
+            "date": pa.array([1_699_920_000_000_000], pa.int64()),
+        }
+    )
     ready = perspective_arrow(STOCKS, table, "us")
     assert ready["ts"].type == pa.timestamp("us") and ready["date"].type == pa.date32()
     assert ready["date"][0].as_py().isoformat() == "2023-11-14"
@@ -152,12 +157,25 @@ def test_perspective_arrow_types_times_for_perspective() -> None:
 
 @pytest.mark.parametrize("store_kind", ["embedded"])
 def test_viewer_command_serves_the_dashboard_against_a_given_server(config: Config) -> None:
-    if not (viewer_dir() / REQUIRED_ASSET).is_file():
+    if missing_assets(viewer_dir()):
         pytest.skip("viewer assets missing: npm ci --prefix viewer")
     env = {**os.environ, **cli_env(config)}
     viewer = subprocess.Popen(
-        [sys.executable, "-m", "taosprsp", "viewer", "--ws", "ws://127.0.0.9:8080/websocket", "--port", "0", "--no-open"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
+        [
+            sys.executable,
+            "-m",
+            "taosprsp",
+            "viewer",
+            "--ws",
+            "ws://127.0.0.9:8080/websocket",
+            "--port",
+            "0",
+            "--no-open",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
     )
     try:
         line = viewer.stderr.readline()

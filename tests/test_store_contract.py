@@ -40,7 +40,7 @@ def test_second_backfill_continues_after_the_first(store: Store, config: Config)
     seed(store, METERS, 4, config.database.precision, rows=400, span_seconds=3600)
     assert store.count(METERS) == 800
     rows = store.read_after(METERS, Watermark())
-    pairs = list(zip(rows["tbname"].to_pylist(), rows["ts"].to_pylist()))
+    pairs = list(zip(rows["tbname"].to_pylist(), rows["ts"].to_pylist(), strict=True))
     assert len(set(pairs)) == 800
     assert all(store.last_timestamps(METERS)[name] > ts for name, ts in first.items())
 
@@ -80,13 +80,19 @@ def test_read_after_watermark_returns_exactly_the_newer_rows(store: Store) -> No
 def test_watermark_is_per_subtable(store: Store) -> None:
     """A subtable whose clock lags the others still has its new rows read."""
     store.ensure_schema(METERS, 2)
-    ahead = make_batch(METERS, 2, 20, start=1_700_000_500_000).filter(pa.compute.equal(pa.compute.field("tbname"), "d0"))
-    behind = make_batch(METERS, 2, 20, start=1_700_000_000_000).filter(pa.compute.equal(pa.compute.field("tbname"), "d1"))
+    ahead = make_batch(METERS, 2, 20, start=1_700_000_500_000).filter(
+        pa.compute.equal(pa.compute.field("tbname"), "d0")
+    )
+    behind = make_batch(METERS, 2, 20, start=1_700_000_000_000).filter(
+        pa.compute.equal(pa.compute.field("tbname"), "d1")
+    )
     store.write(METERS, ahead)
     store.write(METERS, behind)
     watermark = Watermark()
     watermark.advance(store.read_after(METERS, watermark))
-    late = make_batch(METERS, 2, 20, start=1_700_000_100_000, seed_value=3).filter(pa.compute.equal(pa.compute.field("tbname"), "d1"))
+    late = make_batch(METERS, 2, 20, start=1_700_000_100_000, seed_value=3).filter(
+        pa.compute.equal(pa.compute.field("tbname"), "d1")
+    )
     store.write(METERS, late)
     assert sorted_rows(store.read_after(METERS, watermark)) == sorted_rows(late)
 
@@ -107,7 +113,7 @@ def test_last_timestamps_names_every_subtable_with_rows(store: Store) -> None:
     store.write(METERS, batch)
     newest = store.last_timestamps(METERS)
     expected = batch.group_by("tbname").aggregate([("ts", "max")])
-    assert newest == dict(zip(expected["tbname"].to_pylist(), expected["ts_max"].to_pylist()))
+    assert newest == dict(zip(expected["tbname"].to_pylist(), expected["ts_max"].to_pylist(), strict=True))
 
 
 @pytest.mark.parametrize("bad", ["1meters", "meters; DROP DATABASE power", "me ters", "m`x", "x" * 193])

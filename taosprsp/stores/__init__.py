@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import sys
 
-from taosprsp.config import Config, endpoint, parse_duration
-from taosprsp.datasets import Precision
+from taosprsp.config import Config
+from taosprsp.endpoint import endpoint, reachable
 from taosprsp.errors import StoreUnreachable
-from taosprsp.stores.base import Store, StoreStatus, Watermark
+from taosprsp.stores.base import ResolvedKind, Store, StoreStatus, Watermark
 from taosprsp.stores.embedded import EmbeddedStore
-from taosprsp.stores.tdengine import DatabaseOptions, TDengineStore, reachable
+from taosprsp.stores.tdengine import DatabaseOptions, TDengineStore
 
-__all__ = ["Store", "StoreStatus", "Watermark", "EmbeddedStore", "TDengineStore", "open_store", "resolve_kind"]
+__all__ = [
+    "EmbeddedStore",
+    "ResolvedKind",
+    "Store",
+    "StoreStatus",
+    "TDengineStore",
+    "Watermark",
+    "open_store",
+    "resolve_kind",
+]
 
 
-def resolve_kind(config: Config, notice: bool = True) -> str:
+def resolve_kind(config: Config, notice: bool = True) -> ResolvedKind:
     """`tdengine` or `embedded` for the configured `store.kind`.
 
     `auto` picks TDengine when its port answers within `tdengine.connect_timeout`, else the embedded store,
@@ -24,7 +33,7 @@ def resolve_kind(config: Config, notice: bool = True) -> str:
     if kind != "auto":
         return kind
     target = endpoint(config.tdengine)
-    if reachable(target, parse_duration(config.tdengine.connect_timeout)):
+    if reachable(target, config.tdengine.connect_timeout):
         return "tdengine"
     if notice:
         print(
@@ -35,17 +44,17 @@ def resolve_kind(config: Config, notice: bool = True) -> str:
     return "embedded"
 
 
-def open_store(config: Config, kind: str | None = None) -> Store:
+def open_store(config: Config, kind: ResolvedKind | None = None) -> Store:
     """Open the store the config names (or `kind`), resolving `auto` first."""
     kind = kind or resolve_kind(config)
     if kind == "embedded":
         return EmbeddedStore(config.store.path, config.stable)
     target = endpoint(config.tdengine)
-    if not reachable(target, parse_duration(config.tdengine.connect_timeout)):
+    if not reachable(target, config.tdengine.connect_timeout):
         raise StoreUnreachable(
             f"TDengine at {target.dsn(masked=True)} is unreachable: start it (taosprsp db up), "
             "fix [tdengine] in the config, or use --store embedded"
         )
-    precision: Precision = config.database.precision  # type: ignore[assignment]
-    options = DatabaseOptions(config.database.name, precision, config.database.keep, config.database.wal_retention)
+    database = config.database
+    options = DatabaseOptions(database.name, database.precision, database.keep, database.wal_retention)
     return TDengineStore(target, options, config.stable, retries=config.tdengine.retries)

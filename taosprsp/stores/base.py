@@ -5,12 +5,19 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from taosprsp.datasets import SUBTABLE_COLUMN, Dataset
+
+ResolvedKind = Literal["tdengine", "embedded"]
+"""A store's kind once `store.kind = "auto"` has been resolved."""
+SchemalessProtocol = Literal["line", "telnet", "json"]
+BEFORE_ANY_ROW = -(2**62)
+"""A timestamp older than every row in any precision: the mark of a subtable without rows."""
 
 
 @dataclass
@@ -26,7 +33,7 @@ class Watermark:
     """
 
     per_subtable: dict[str, int] = field(default_factory=dict)
-    floor: int = -(2**62)
+    floor: int = BEFORE_ANY_ROW
     active_seconds: float = 30.0
     advanced_at: dict[str, float] = field(default_factory=dict, repr=False)
 
@@ -36,7 +43,9 @@ class Watermark:
         if not self.per_subtable:
             return self.floor
         now = time.monotonic()
-        active = [ts for name, ts in self.per_subtable.items() if now - self.advanced_at.get(name, now) <= self.active_seconds]
+        active = [
+            ts for name, ts in self.per_subtable.items() if now - self.advanced_at.get(name, now) <= self.active_seconds
+        ]
         return max(self.floor, min(active) if active else max(self.per_subtable.values()))
 
     def select_newer(self, table: pa.Table) -> pa.Table:
@@ -57,7 +66,7 @@ class Watermark:
             return
         newest = table.group_by(SUBTABLE_COLUMN).aggregate([("ts", "max")])
         now = time.monotonic()
-        for name, ts in zip(newest[SUBTABLE_COLUMN].to_pylist(), newest["ts_max"].to_pylist()):
+        for name, ts in zip(newest[SUBTABLE_COLUMN].to_pylist(), newest["ts_max"].to_pylist(), strict=True):
             if ts > self.per_subtable.get(name, self.floor):
                 self.per_subtable[name] = ts
                 self.advanced_at[name] = now
@@ -67,7 +76,7 @@ class Watermark:
 class StoreStatus:
     """What `db status` reports."""
 
-    kind: str
+    kind: ResolvedKind
     target: str
     reachable: bool
     version: str = ""
@@ -79,7 +88,7 @@ class StoreStatus:
 class Store(ABC):
     """A place rows of a dataset are written to and read from, by several processes at once."""
 
-    kind: str
+    kind: ResolvedKind
     takes_schemaless: bool = False
 
     @abstractmethod
@@ -118,14 +127,19 @@ class Store(ABC):
     def status(self, dataset: Dataset) -> StoreStatus:
         """Reachability, version and row count, for `db status`."""
 
-    def write_text(self, dataset: Dataset, lines: list[str], protocol: str) -> int:
+    def write_text(self, dataset: Dataset, lines: list[str], protocol: SchemalessProtocol) -> int:
         """Write schemaless text (InfluxDB line, OpenTSDB telnet or JSON), where `takes_schemaless`."""
         raise NotImplementedError(f"the {self.kind} store does not take schemaless text")
 
-    def close(self) -> None:
+    def last_per_subtable(self, dataset: Dataset, tables: int) -> np.ndarray:
+        """Newest timestamp of subtables 0..tables-1, `BEFORE_ANY_ROW` where a subtable has no rows."""
+        newest = self.last_timestamps(dataset)
+        return np.array([newest.get(name, BEFORE_ANY_ROW) for name in dataset.subtable_names(tables)], dtype=np.int64)
+
+    def close(self) -> None:  # noqa: B027 - not abstract: a store holding nothing has nothing to release
         """Release connections; the store may not be used afterwards."""
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc: object) -> None:

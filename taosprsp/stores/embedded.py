@@ -14,13 +14,20 @@ from pathlib import Path
 import adbc_driver_sqlite.dbapi as adbc
 import pyarrow as pa
 
-from taosprsp.datasets import SUBTABLE_COLUMN, Dataset, identifier
+from taosprsp.datasets import SUBTABLE_COLUMN, Dataset, LogicalKind, identifier
 from taosprsp.errors import StoreError
-from taosprsp.generate import tag_values
 from taosprsp.stores.base import Store, StoreStatus, Watermark
 
-_SQLITE_TYPES = {"timestamp": "INTEGER", "date": "INTEGER", "float": "REAL", "double": "REAL",
-                 "int": "INTEGER", "uint": "INTEGER", "bigint": "INTEGER", "varchar": "TEXT"}
+_SQLITE_TYPES: dict[LogicalKind, str] = {
+    "timestamp": "INTEGER",
+    "date": "INTEGER",
+    "float": "REAL",
+    "double": "REAL",
+    "int": "INTEGER",
+    "uint": "INTEGER",
+    "bigint": "INTEGER",
+    "varchar": "TEXT",
+}
 BUSY_TIMEOUT_MS = 10_000
 
 
@@ -64,7 +71,9 @@ class EmbeddedStore(Store):
         if drop:
             self.drop(dataset)
         columns = ", ".join(f'"{f.name}" {_SQLITE_TYPES[f.kind]}' for f in dataset.fields)
-        self._cursor.execute(f'CREATE TABLE IF NOT EXISTS "{self.stable}" ("{SUBTABLE_COLUMN}" TEXT NOT NULL, {columns})')
+        self._cursor.execute(
+            f'CREATE TABLE IF NOT EXISTS "{self.stable}" ("{SUBTABLE_COLUMN}" TEXT NOT NULL, {columns})'
+        )
         self._cursor.execute(f'CREATE INDEX IF NOT EXISTS "{self.stable}_ts" ON "{self.stable}" (ts)')
         tags = ", ".join(f'"{f.name}" {_SQLITE_TYPES[f.kind]}' for f in dataset.tags)
         self._cursor.execute(
@@ -74,10 +83,12 @@ class EmbeddedStore(Store):
         known = set(self._query(f'SELECT "{SUBTABLE_COLUMN}" FROM "{self._subtables}"')[SUBTABLE_COLUMN].to_pylist())
         missing = [i for i, name in enumerate(names) if name not in known]
         if missing:
-            values = tag_values(dataset, tables)
+            values = dataset.tag_values(tables)
             subtables = pa.table(
-                {SUBTABLE_COLUMN: pa.array([names[i] for i in missing], pa.string()),
-                 **{f.name: pa.array(values[f.name][missing], f.spec.arrow) for f in dataset.tags}}
+                {
+                    SUBTABLE_COLUMN: pa.array([names[i] for i in missing], pa.string()),
+                    **{f.name: pa.array(values[f.name][missing], f.spec.arrow) for f in dataset.tags},
+                }
             )
             self._cursor.adbc_ingest(self._subtables, subtables, mode="append")
 
@@ -102,17 +113,17 @@ class EmbeddedStore(Store):
     def last_timestamps(self, dataset: Dataset) -> dict[str, int]:
         if not self._exists():
             return {}
-        newest = self._query(f'SELECT "{SUBTABLE_COLUMN}", max(ts) AS ts FROM "{self.stable}" GROUP BY "{SUBTABLE_COLUMN}"')
-        return dict(zip(newest[SUBTABLE_COLUMN].to_pylist(), newest["ts"].to_pylist()))
+        newest = self._query(
+            f'SELECT "{SUBTABLE_COLUMN}", max(ts) AS ts FROM "{self.stable}" GROUP BY "{SUBTABLE_COLUMN}"'
+        )
+        return dict(zip(newest[SUBTABLE_COLUMN].to_pylist(), newest["ts"].to_pylist(), strict=True))
 
     def read_after(self, dataset: Dataset, watermark: Watermark) -> pa.Table:
         rows = self._query(f"{self._select(dataset)} WHERE ts > ? ORDER BY ts", (watermark.low,))
         return watermark.select_newer(self._typed(dataset, rows))
 
     def read_latest(self, dataset: Dataset, limit: int) -> pa.Table:
-        rows = self._query(
-            f"SELECT * FROM ({self._select(dataset)} ORDER BY ts DESC LIMIT ?) ORDER BY ts", (limit,)
-        )
+        rows = self._query(f"SELECT * FROM ({self._select(dataset)} ORDER BY ts DESC LIMIT ?) ORDER BY ts", (limit,))
         return self._typed(dataset, rows)
 
     def count(self, dataset: Dataset) -> int:

@@ -2,61 +2,63 @@
 
 Writes go through one prepared stmt2 statement with columnar binds, several subtables per call and tags
 bound once per subtable. Reads select times as `CAST(ts AS BIGINT)`, so no timestamp string is parsed.
+The feed's TMQ subscription is in `taosprsp.stores.tmq`.
 """
 
 from __future__ import annotations
 
-import socket
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from taosprsp.config import Endpoint, parse_duration
 from taosprsp.datasets import SUBTABLE_COLUMN, Dataset, Field, Precision, identifier
-from taosprsp.errors import ConfigError, StoreError, StoreUnreachable
-from taosprsp.generate import tag_values
-from taosprsp.stores.base import Store, StoreStatus, Watermark
+from taosprsp.endpoint import Endpoint
+from taosprsp.errors import ConfigError, StoreError, StoreUnreachable, TaosprspError
+from taosprsp.stores.base import SchemalessProtocol, Store, StoreStatus, Watermark
 
 # TDengine refuses more rows than this for one subtable in one bind ([0x0236] bind number out of range).
 MAX_ROWS_PER_SUBTABLE_BIND = 32_767
 SUBTABLES_PER_CREATE = 200
-SCHEMALESS_PROTOCOLS = {"line": "Line", "telnet": "Telnet", "json": "Json"}
-_SCHEMALESS_PRECISION = {"ms": "Millisecond", "us": "Microsecond", "ns": "Nanosecond"}
-
-
-def reachable(endpoint: Endpoint, timeout: float) -> bool:
-    """Whether anything accepts TCP connections at the endpoint within `timeout` seconds."""
-    try:
-        with socket.create_connection((endpoint.host, endpoint.port), timeout=timeout):
-            return True
-    except OSError:
-        return False
+DAY_SECONDS = 86_400
+_TAOSWS_PROTOCOL: dict[SchemalessProtocol, str] = {"line": "Line", "telnet": "Telnet", "json": "Json"}
+_TAOSWS_PRECISION: dict[Precision, str] = {"ms": "Millisecond", "us": "Microsecond", "ns": "Nanosecond"}
 
 
 @dataclass(frozen=True)
 class DatabaseOptions:
-    """The `CREATE DATABASE` options taosprsp sets."""
+    """The `CREATE DATABASE` options taosprsp sets (from `[database]`); durations in seconds."""
 
     name: str
-    precision: Precision = "ms"
-    keep: str = "3650d"
-    wal_retention: str = "1d"
+    precision: Precision
+    keep: float
+    wal_retention: float
 
     def create_sql(self) -> str:
-        keep_days = max(1, int(parse_duration(self.keep, "database.keep") // 86_400))
-        wal_seconds = int(parse_duration(self.wal_retention, "database.wal_retention"))
+        keep_days = max(1, int(self.keep // DAY_SECONDS))
         return (
             f"CREATE DATABASE IF NOT EXISTS `{identifier(self.name, 'database.name')}` "
-            f"PRECISION '{self.precision}' KEEP {keep_days}d WAL_RETENTION_PERIOD {wal_seconds}"
+            f"PRECISION '{self.precision}' KEEP {keep_days}d WAL_RETENTION_PERIOD {int(self.wal_retention)}"
         )
 
 
-def _is_driver_error(exc: BaseException) -> bool:
-    """taosws raises `taosws.Error` subclasses, and a pyo3 PanicException (a BaseException) on some faults."""
-    return not isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit))
+@contextmanager
+def driver_errors(message: str, error: type[TaosprspError] = StoreError) -> Iterator[None]:
+    """Raise what the driver raises inside the block as `error("<message>: <driver's words>")`.
+
+    taosws raises `taosws.Error` subclasses, and a pyo3 PanicException (a BaseException) on some faults,
+    so everything is caught except the exceptions that stop the program.
+    """
+    try:
+        yield
+    except (KeyboardInterrupt, SystemExit, GeneratorExit):
+        raise
+    except BaseException as exc:
+        raise error(f"{message}: {exc}") from exc
 
 
 def _sql_literal(value: Any) -> str:
@@ -72,7 +74,7 @@ def bind_rounds(names: pa.Array) -> list[list[tuple[int, int]]]:
     edges = np.flatnonzero(codes[1:] != codes[:-1]) + 1
     bounds = np.concatenate([[0], edges, [len(codes)]])
     rounds: list[list[tuple[int, int]]] = []
-    for start, stop in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+    for start, stop in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
         for index, chunk_start in enumerate(range(start, stop, MAX_ROWS_PER_SUBTABLE_BIND)):
             if index == len(rounds):
                 rounds.append([])
@@ -102,13 +104,8 @@ class TDengineStore(Store):
         # conn_retries bounds taosws' own reconnect loop (5 tries with backoff by default), so that a down
         # server fails in about a second instead of several.
         dsn = f"{self.endpoint.dsn()}?conn_retries={self.retries}&retry_backoff_ms=100&retry_backoff_max_ms=500"
-        try:
-            conn = self._taosws.connect(dsn)
-        except BaseException as exc:
-            if not _is_driver_error(exc):
-                raise
-            raise StoreUnreachable(f"TDengine at {self.endpoint.dsn(masked=True)} did not answer: {exc}") from exc
-        return conn
+        with driver_errors(f"TDengine at {self.endpoint.dsn(masked=True)} did not answer", StoreUnreachable):
+            return self._taosws.connect(dsn)
 
     def describe(self) -> str:
         return f"TDengine at {self.endpoint.dsn(self.database.name, masked=True)}"
@@ -118,25 +115,16 @@ class TDengineStore(Store):
         return f"`{self.database.name}`.`{self.stable}`"
 
     def _execute(self, sql: str) -> int:
-        try:
+        with driver_errors(f"TDengine refused `{sql[:200]}`"):
             return self._conn.execute(sql)
-        except BaseException as exc:
-            if not _is_driver_error(exc):
-                raise
-            raise StoreError(f"TDengine refused `{sql[:200]}`: {exc}") from exc
 
     def _rows(self, sql: str) -> list[tuple]:
-        try:
+        with driver_errors(f"TDengine refused `{sql[:200]}`"):
             return list(self._conn.query(sql))
-        except BaseException as exc:
-            if not _is_driver_error(exc):
-                raise
-            raise StoreError(f"TDengine refused `{sql[:200]}`: {exc}") from exc
 
     def _existing_precision(self) -> str | None:
         rows = self._rows(
-            "SELECT `precision` FROM information_schema.ins_databases "
-            f"WHERE name = {_sql_literal(self.database.name)}"
+            f"SELECT `precision` FROM information_schema.ins_databases WHERE name = {_sql_literal(self.database.name)}"
         )
         return rows[0][0] if rows else None
 
@@ -151,18 +139,21 @@ class TDengineStore(Store):
         if existing is not None and existing != self.database.precision:
             raise ConfigError(
                 f"database {self.database.name} exists with precision {existing!r}, "
-                f"the config says {self.database.precision!r}: set database.precision = {existing!r} or seed with --drop"
+                f"the config says {self.database.precision!r}: "
+                f"set database.precision = {existing!r} or seed with --drop"
             )
         self._execute(self.database.create_sql())
         self._use_database()
         self._execute(dataset.create_stable_sql(self.database.name, self.stable))
         names = dataset.subtable_names(tables)
-        values = tag_values(dataset, tables)
+        values = dataset.tag_values(tables)
         for start in range(0, tables, SUBTABLES_PER_CREATE):
             clauses = []
             for i in range(start, min(tables, start + SUBTABLES_PER_CREATE)):
                 tags = ", ".join(_sql_literal(values[f.name][i]) for f in dataset.tags)
-                clauses.append(f"IF NOT EXISTS `{self.database.name}`.`{names[i]}` USING {self._qualified} TAGS ({tags})")
+                clauses.append(
+                    f"IF NOT EXISTS `{self.database.name}`.`{names[i]}` USING {self._qualified} TAGS ({tags})"
+                )
             self._execute("CREATE TABLE " + " ".join(clauses))
 
     def drop(self, dataset: Dataset) -> None:
@@ -200,29 +191,30 @@ class TDengineStore(Store):
         columns = [(binder, batch[f.name].to_numpy()) for f, binder in binders]
         names = batch[SUBTABLE_COLUMN].combine_chunks()
         try:
-            for ranges in bind_rounds(names):
-                statement.bind([
-                    self._taosws.stmt2_bind_param_view(
-                        table_name=names[start].as_py(),
-                        tags=self._tags(dataset, batch, start),
-                        columns=[binder(values[start:stop].tolist()) for binder, values in columns],
+            with driver_errors(f"TDengine refused a batch of {batch.num_rows} rows"):
+                for ranges in bind_rounds(names):
+                    statement.bind(
+                        [
+                            self._taosws.stmt2_bind_param_view(
+                                table_name=names[start].as_py(),
+                                tags=self._tags(dataset, batch, start),
+                                columns=[binder(values[start:stop].tolist()) for binder, values in columns],
+                            )
+                            for start, stop in ranges
+                        ]
                     )
-                    for start, stop in ranges
-                ])
-                statement.execute()
-        except BaseException as exc:
-            if not _is_driver_error(exc):
-                raise
-            self._statement = None
-            raise StoreError(f"TDengine refused a batch of {batch.num_rows} rows: {exc}") from exc
+                    statement.execute()
+        except StoreError:
+            self._statement = None  # a statement that failed part-way is prepared afresh for the next batch
+            raise
         return batch.num_rows
 
     def _table(self, dataset: Dataset, rows: list[tuple]) -> pa.Table:
         schema = dataset.arrow_schema()
         if not rows:
             return schema.empty_table()
-        columns = list(zip(*rows))
-        return pa.table([pa.array(column, f.type) for column, f in zip(columns, schema)], schema=schema)
+        columns = list(zip(*rows, strict=True))
+        return pa.table([pa.array(column, f.type) for column, f in zip(columns, schema, strict=True)], schema=schema)
 
     def last_timestamps(self, dataset: Dataset) -> dict[str, int]:
         rows = self._rows(f"SELECT tbname, CAST(LAST(ts) AS BIGINT) FROM {self._qualified} PARTITION BY tbname")
@@ -244,7 +236,9 @@ class TDengineStore(Store):
         version = self._rows("SELECT SERVER_VERSION()")[0][0]
         databases = tuple(row[0] for row in self._rows("SHOW DATABASES"))
         rows = self.count(dataset) if self.database.name in databases and self._stable_exists() else None
-        return StoreStatus(self.kind, self.endpoint.dsn(self.database.name, masked=True), True, str(version), databases, rows)
+        return StoreStatus(
+            self.kind, self.endpoint.dsn(self.database.name, masked=True), True, str(version), databases, rows
+        )
 
     def _stable_exists(self) -> bool:
         rows = self._rows(
@@ -253,75 +247,30 @@ class TDengineStore(Store):
         )
         return bool(rows)
 
-    def write_text(self, dataset: Dataset, lines: list[str], protocol: str) -> int:
+    def write_text(self, dataset: Dataset, lines: list[str], protocol: SchemalessProtocol) -> int:
         self._use_database()
-        try:
+        with driver_errors(f"TDengine refused {len(lines)} {protocol} lines"):
             self._conn.schemaless_insert(
                 lines=lines,
-                protocol=getattr(self._taosws.PySchemalessProtocol, SCHEMALESS_PROTOCOLS[protocol]),
-                precision=getattr(self._taosws.PySchemalessPrecision, _SCHEMALESS_PRECISION[self.database.precision]),
+                protocol=getattr(self._taosws.PySchemalessProtocol, _TAOSWS_PROTOCOL[protocol]),
+                precision=getattr(self._taosws.PySchemalessPrecision, _TAOSWS_PRECISION[self.database.precision]),
                 ttl=0,
                 req_id=0,
             )
-        except BaseException as exc:
-            if not _is_driver_error(exc):
-                raise
-            raise StoreError(f"TDengine refused {len(lines)} {protocol} lines: {exc}") from exc
         return len(lines)
 
     def topic_name(self) -> str:
         """The feed's topic; topic names are global to a server, so it names the database too."""
         return f"{self.database.name}_{self.stable}_feed"
 
-    def subscribe(self, dataset: Dataset, group_id: str, stop: Any, poll_seconds: float = 0.05) -> Iterator[pa.Table]:
-        """Subscribe now to every new row of the super table; returns the batches as they are pushed.
+    def create_topic(self, dataset: Dataset) -> str:
+        """Create the feed's topic unless it exists; returns its name.
 
-        The topic (`<database>_<stable>_feed`) is created when missing; it selects the store layout with times cast
-        to epoch integers, so consumers parse no timestamps. Iteration ends when `stop` is set.
+        It selects the store layout with times cast to epoch integers, so consumers parse no timestamps.
         """
         topic = self.topic_name()
         self._execute(f"CREATE TOPIC IF NOT EXISTS `{topic}` AS SELECT {dataset.select_list()} FROM {self._qualified}")
-        conf = {
-            "td.connect.websocket.scheme": self.endpoint.scheme,
-            "td.connect.ip": self.endpoint.host,
-            "td.connect.port": str(self.endpoint.port),
-            "td.connect.user": self.endpoint.user,
-            "td.connect.pass": self.endpoint.password,
-            "group.id": group_id,
-            "auto.offset.reset": "latest",
-            "enable.auto.commit": "true",
-            "conn_retries": str(self.retries),
-        }
-        try:
-            consumer = self._taosws.Consumer(conf=conf)
-            consumer.subscribe([topic])
-        except BaseException as exc:
-            if not _is_driver_error(exc):
-                raise
-            raise StoreError(f"could not subscribe to topic {topic}: {exc}") from exc
-        return self._messages(dataset, consumer, stop, poll_seconds)
-
-    def _messages(self, dataset: Dataset, consumer: Any, stop: Any, poll_seconds: float) -> Iterator[pa.Table]:
-        from taosprsp.feed import epoch_ticks
-
-        schema = dataset.arrow_schema()
-        time_columns = {i for i, f in enumerate(schema) if f.name != SUBTABLE_COLUMN and dataset.field(f.name).is_time}
-        try:
-            while not stop.is_set():
-                message = consumer.poll(timeout=poll_seconds)
-                if message is None:
-                    continue
-                rows = [row for block in message for row in block]
-                if not rows:
-                    continue
-                columns = list(zip(*rows))
-                arrays = [
-                    pa.array(epoch_ticks(list(values), self.database.precision) if i in time_columns else values, f.type)
-                    for i, (values, f) in enumerate(zip(columns, schema))
-                ]
-                yield pa.table(arrays, schema=schema)
-        finally:
-            consumer.close()
+        return topic
 
     def close(self) -> None:
         try:

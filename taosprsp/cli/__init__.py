@@ -1,0 +1,78 @@
+"""The `taosprsp` command: thin wrappers that turn options into calls of the library.
+
+The tree is assembled here; each command lives in the module of its group (`db`, `produce`, `serve`,
+`bench`, `lifecycle`, `config_cmd`) and what they share in `common`: the global options as `ctx.obj`, the
+one place the library's errors become exit codes, choices and option groups.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from taosprsp import __version__
+from taosprsp.cli import bench, config_cmd, db, lifecycle, produce, serve
+from taosprsp.cli.common import ARGV, GlobalOptionsGroup, State, StoreChoice, value_of
+
+app = typer.Typer(
+    name="taosprsp",
+    cls=GlobalOptionsGroup,
+    help="IoT time series from TDengine (or an embedded store) into live Perspective dashboards.\n\n"
+    "Every stage of the pipeline is a subcommand and reads one TOML config (--config).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+db_app = typer.Typer(help="The database: start it, seed it, check it.", no_args_is_help=True)
+config_app = typer.Typer(help="The effective configuration.", no_args_is_help=True)
+
+app.command()(produce.produce)
+app.command()(serve.serve)
+app.command()(serve.viewer)
+app.command()(lifecycle.demo)
+app.command()(bench.bench)
+app.command("ps")(lifecycle.ps)
+app.command()(lifecycle.teardown)
+db_app.command("seed")(db.seed)
+db_app.command("status")(db.status)
+db_app.command("up")(lifecycle.db_up)
+config_app.command("show")(config_cmd.show)
+app.add_typer(db_app, name="db")
+app.add_typer(config_app, name="config")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"taosprsp {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    config: Path | None = typer.Option(
+        None,
+        "--config",
+        "-c",
+        envvar="TAOSPRSP_CONFIG",
+        help="TOML config file (see configs/default.toml).",
+        dir_okay=False,
+    ),
+    store: StoreChoice | None = typer.Option(
+        None,
+        "--store",
+        help="auto: TDengine when it answers, else the embedded store. \\[default: auto]",
+    ),
+    json_output: bool = typer.Option(False, "--json", help="Machine-readable output: one JSON document on stdout."),
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More detail; tracebacks on errors."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or live stats."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """IoT time series from TDengine (or an embedded store) into live Perspective dashboards."""
+    ctx.obj = State(config, value_of(store), json_output, verbose, quiet, argv=ctx.meta.get(ARGV, []))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

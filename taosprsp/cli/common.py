@@ -1,0 +1,187 @@
+"""What every command shares: the global options (`ctx.obj`), the one error handler, choices and option groups.
+
+Errors a user can cause surface as one red line on stderr and a documented exit code (README, "Exit
+codes"); `-v` adds the traceback. A bad value on the command line is a usage error (exit 2); the same value
+in a config file or the environment is a config error (exit 3).
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+from taosprsp.config import Config, FeedMode, Protocol, StoreKind, load_config, parse_duration
+from taosprsp.errors import ConfigError, ExitCode, TaosprspError
+from taosprsp.progress import interactive
+
+ARGV = "taosprsp.argv"
+"""`ctx.meta` key of the invocation's arguments as written, for running the same command detached."""
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+def choice(name: str, values: Any) -> type[Enum]:
+    """A Typer choice holding a Literal type's values: the set is declared once, in the library."""
+    return Enum(name, [(value, value) for value in typing.get_args(values)], type=str)
+
+
+StoreChoice = choice("StoreChoice", StoreKind)
+ProtocolChoice = choice("ProtocolChoice", Protocol)
+FeedChoice = choice("FeedChoice", FeedMode)
+
+
+def value_of(chosen: Enum | None) -> str | None:
+    """The plain value of a chosen Typer choice, or None when the option was not given."""
+    return None if chosen is None else chosen.value
+
+
+@dataclass
+class State:
+    """The global options of one invocation, shared by every command as `ctx.obj`."""
+
+    config_path: Path | None = None
+    store: str | None = None
+    json_output: bool = False
+    verbose: int = 0
+    quiet: bool = False
+    argv: list[str] = field(default_factory=list)
+
+    def config(self, **sections: dict[str, Any]) -> Config:
+        """The effective config: the global options and this command's flags over file, environment, defaults."""
+        merged: dict[str, dict[str, Any]] = {"store": {"kind": self.store}}
+        for name, values in sections.items():
+            merged.setdefault(name, {}).update(values)
+        return load_config(self.config_path, overrides=merged)
+
+    @property
+    def show_progress(self) -> bool:
+        """Whether to draw progress and live stats: on a terminal, without --quiet or --json."""
+        return interactive(self.quiet or self.json_output)
+
+    def emit(self, data: Any, human: Callable[[], None]) -> None:
+        """Print `data` as JSON on stdout with --json, else call `human` to render it."""
+        if self.json_output:
+            typer.echo(json.dumps(data, default=str))
+        else:
+            human()
+
+    def argv_without_background(self) -> list[str]:
+        """This invocation's arguments, for the same command run detached."""
+        return [arg for arg in self.argv if arg != "--background"]
+
+
+class GlobalOptionsGroup(TyperGroup):
+    """The root command: global options anywhere on the line, and the library's errors mapped in one place."""
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        ctx.meta[ARGV] = list(args)
+        return super().parse_args(ctx, self.hoist_global_options(list(args)))
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except TaosprspError as exc:
+            if isinstance(ctx.obj, State) and ctx.obj.verbose:
+                err.print(traceback.format_exc(), style="dim", markup=False, highlight=False)
+            err.print(f"error: {exc}", style="bold red", markup=False, highlight=False)
+            raise typer.Exit(int(exc.exit_code)) from None
+        except KeyboardInterrupt:
+            err.print("interrupted", style="yellow")
+            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+
+    def global_options(self) -> dict[str, bool]:
+        """Each name of a global option, and whether it takes a value.
+
+        The global options are those the root callback receives, except eager ones (`--version`).
+        """
+        return {
+            name: not (option.is_flag or option.count)
+            for option in self.params
+            if option.expose_value and not option.is_eager
+            for name in (*option.opts, *option.secondary_opts)
+        }
+
+    def hoist_global_options(self, args: list[str]) -> list[str]:
+        """Move global options written after the subcommand (`taosprsp db seed --store embedded`) to the front.
+
+        An option the subcommand declares itself (bench's `--json PATH`) stays where it is.
+        """
+        globals_ = self.global_options()
+        command: Any = self
+        front: list[str] = []
+        rest: list[str] = []
+        index = 0
+        while index < len(args):
+            arg = args[index]
+            name = arg.split("=", 1)[0]
+            if arg == "--":
+                rest.extend(args[index:])
+                break
+            if isinstance(command, TyperGroup) and not arg.startswith("-"):
+                command = command.commands.get(arg, command)
+            if _is_global(name, globals_) and (command is self or name not in _own_options(command)):
+                take = 2 if globals_.get(name) and "=" not in arg else 1
+                front.extend(args[index : index + take])
+                index += take
+                continue
+            rest.append(arg)
+            index += 1
+        return front + rest
+
+
+def _own_options(command: Any) -> set[str]:
+    return {name for param in command.params for name in (*param.opts, *param.secondary_opts)}
+
+
+def _is_global(name: str, globals_: dict[str, bool]) -> bool:
+    """A global option's name, or a cluster of global short flags such as `-vv`."""
+    if name in globals_:
+        return True
+    letters = name[1:]
+    return (
+        name.startswith("-")
+        and not name.startswith("--")
+        and len(letters) > 1
+        and all(globals_.get(f"-{letter}") is False for letter in letters)
+    )
+
+
+def _seconds(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def duration_option(*names: str, help: str, default: str | None = None) -> Any:
+    """An option holding a duration (`250ms`, `30s`, `1d`) as float seconds; a bad one is a usage error."""
+    return typer.Option(default, *names, parser=_seconds, metavar="DURATION", help=help)
+
+
+def tables_option(help: str) -> Any:
+    return typer.Option(None, "--tables", "-t", min=1, help=f"{help} \\[default: dataset.tables]")
+
+
+def port_option(help: str, default_key: str) -> Any:
+    return typer.Option(None, "--port", "-p", min=0, max=65535, help=f"{help} \\[default: {default_key}]")
+
+
+def seed_option() -> Any:
+    return typer.Option(None, "--seed", help="Random seed, for a reproducible run.")
+
+
+def background_option() -> Any:
+    return typer.Option(
+        False, "--background", help="Run detached; pid file and log under the state directory (see `taosprsp ps`)."
+    )
