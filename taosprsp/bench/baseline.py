@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from taosprsp.bench.latency import produce_options
 from taosprsp.bench.stages import Measure, Setup, epoch_ms, rounded
-from taosprsp.datasets import SUBTABLE_COLUMN, Dataset, Precision
+from taosprsp.datasets import CLIENTS, SUBTABLE_COLUMN, TICKERS, Dataset, Precision
 from taosprsp.produce import produce
 from taosprsp.stores import Watermark, open_store
 
@@ -55,32 +55,14 @@ def baseline_meters(count: int) -> list[dict[str, Any]]:
     ]
 
 
-_TICKERS = [
-    "AAPL.N",
-    "AMZN.N",
-    "QQQ.N",
-    "NVDA.N",
-    "TSLA.N",
-    "FB.N",
-    "MSFT.N",
-    "TLT.N",
-    "XIV.N",
-    "YY.N",
-    "CSCO.N",
-    "GOOGL.N",
-    "PCLN.N",
-]
-_CLIENTS = ["Homer", "Marge", "Bart", "Lisa", "Maggie", "Moe", "Lenny", "Carl", "Krusty"]
-
-
 def baseline_stocks(count: int) -> list[dict[str, Any]]:
     """`gen_data` of the Python TDengine-Perspective demo (stock trades)."""
     modifier = random.random() * random.randint(1, 50)
     return [
         {
             "timestamp": dt.datetime.now(tz=dt.timezone.utc),
-            "ticker": random.choice(_TICKERS),
-            "client": random.choice(_CLIENTS),
+            "ticker": random.choice(TICKERS),
+            "client": random.choice(CLIENTS),
             "open": random.uniform(0, 75) + random.randint(0, 9) * modifier,
             "high": random.uniform(0, 105) + random.randint(1, 3) * modifier,
             "low": random.uniform(0, 85) + random.randint(1, 3) * modifier,
