@@ -6,14 +6,10 @@ import dataclasses
 import re
 import socket
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 from urllib.parse import quote, unquote, urlsplit
 
 from taosprsp.errors import ConfigError
-
-if TYPE_CHECKING:
-    # config imports this module to check the DSN; the settings type is only an annotation here.
-    from taosprsp.config import TDengineSettings
 
 DEFAULT_PORT = 6041
 SCHEMES = ("taosws", "ws", "wss")
@@ -59,7 +55,17 @@ def mask_dsn(dsn: str) -> str:
     return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1****@", dsn)
 
 
-def endpoint(settings: TDengineSettings) -> Endpoint:
+class EndpointSettings(Protocol):
+    """What `endpoint()` reads: config's `[tdengine]` section (config imports this module, not the reverse)."""
+
+    dsn: str
+    host: str
+    port: int
+    user: str
+    password: str
+
+
+def endpoint(settings: EndpointSettings) -> Endpoint:
     """The TDengine endpoint: the DSN when set (its password may come from `tdengine.password`)."""
     if settings.dsn:
         parsed = parse_dsn(settings.dsn)
