@@ -12,17 +12,22 @@ from contextlib import asynccontextmanager
 
 import perspective
 import pyarrow as pa
+from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
 MAX_MESSAGE_BYTES = 1 << 30
 
 
 @asynccontextmanager
-async def connect(url: str, timeout: float = 10.0) -> AsyncIterator[perspective.AsyncClient]:
-    """An AsyncClient connected to `ws://host:port/websocket`; the socket closes on exit."""
+async def connect(url: str, timeout: float = 10.0, token: str = "") -> AsyncIterator[perspective.AsyncClient]:
+    """An AsyncClient connected to `ws://host:port/websocket`, presenting `token` when one is given (the server's
+    `server.token`); the socket closes on exit."""
+    # a header, not the query: the token stays out of URLs that end up in logs and error messages
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     # tornado's client refuses messages over 10 MiB by default and the pending call then never returns
     conn = await asyncio.wait_for(
-        websocket_connect(url, max_message_size=MAX_MESSAGE_BYTES, ping_interval=None), timeout
+        websocket_connect(HTTPRequest(url, headers=headers), max_message_size=MAX_MESSAGE_BYTES, ping_interval=None),
+        timeout,
     )
 
     async def send_request(message: bytes) -> None:
@@ -42,9 +47,9 @@ async def connect(url: str, timeout: float = 10.0) -> AsyncIterator[perspective.
         reader.cancel()
 
 
-async def table_arrow(url: str, name: str, timeout: float = 30.0) -> pa.Table:
+async def table_arrow(url: str, name: str, timeout: float = 30.0, token: str = "") -> pa.Table:
     """Every row of the served table `name`, as Arrow."""
-    async with connect(url) as client:
+    async with connect(url, token=token) as client:
         table = await asyncio.wait_for(client.open_table(name), timeout)
         view = await table.view()
         data = await asyncio.wait_for(view.to_arrow(), timeout)
@@ -52,6 +57,6 @@ async def table_arrow(url: str, name: str, timeout: float = 30.0) -> pa.Table:
     return pa.ipc.open_stream(data).read_all()
 
 
-def fetch_table(url: str, name: str, timeout: float = 30.0) -> pa.Table:
+def fetch_table(url: str, name: str, timeout: float = 30.0, token: str = "") -> pa.Table:
     """`table_arrow` for synchronous callers."""
-    return asyncio.run(table_arrow(url, name, timeout))
+    return asyncio.run(table_arrow(url, name, timeout, token))

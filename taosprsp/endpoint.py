@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import re
 import socket
 from dataclasses import dataclass
 from typing import Protocol
@@ -13,6 +12,11 @@ from taosprsp.errors import ConfigError
 
 DEFAULT_PORT = 6041
 SCHEMES = ("taosws", "ws", "wss")
+
+
+def url_host(host: str) -> str:
+    """`host` as it goes into a URL: an IPv6 address in brackets (`[::1]`), anything else as it is."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
 @dataclass(frozen=True)
@@ -29,7 +33,7 @@ class Endpoint:
         """The DSN taos-ws-py connects with; `masked` hides the password, for messages."""
         password = "****" if masked else quote(self.password, safe="")
         path = f"/{database}" if database else ""
-        return f"{self.scheme}://{quote(self.user, safe='')}:{password}@{self.host}:{self.port}{path}"
+        return f"{self.scheme}://{quote(self.user, safe='')}:{password}@{url_host(self.host)}:{self.port}{path}"
 
 
 def parse_dsn(dsn: str) -> Endpoint:
@@ -51,8 +55,17 @@ def parse_dsn(dsn: str) -> Endpoint:
 
 
 def mask_dsn(dsn: str) -> str:
-    """The DSN with its password replaced by `****`."""
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1****@", dsn)
+    """The DSN with its password replaced by `****`.
+
+    Everything up to the last `@` is taken as user info, so a password holding `@`, `:` or even an unescaped
+    `/` is masked whole (a database name never holds `@`).
+    """
+    scheme, separator, rest = dsn.partition("://")
+    userinfo, at, location = rest.rpartition("@")
+    if not separator or not at or ":" not in userinfo:
+        return dsn
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:****@{location}"
 
 
 class EndpointSettings(Protocol):

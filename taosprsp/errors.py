@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from enum import IntEnum
 
 
@@ -17,6 +18,10 @@ class ExitCode(IntEnum):
     NO_ENGINE = 6
     BELOW_THRESHOLD = 7
     INTERRUPTED = 130
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""What stops a running command cleanly: Ctrl-C, SIGTERM (teardown's), SIGHUP (its terminal closed)."""
 
 
 class TaosprspError(Exception):

@@ -1,8 +1,16 @@
 """The feed: rows from a store into Perspective tables, incrementally and columnar.
 
-Store-layout Arrow tables (times as epoch integers) become Perspective-ready Arrow IPC bytes; every row
-reaches the rolling-window table exactly once (a per-subtable watermark), and the latest-per-subtable
-table receives only the newest row of each subtable in a batch.
+Store-layout Arrow tables (times as epoch integers) become Perspective-ready Arrow IPC bytes. The feed
+starts from the store's snapshot (the newest rows, and the newest row of every subtable, quiet ones
+included), then every row the store takes reaches the rolling-window table exactly once: polling reads in
+the order the store took rows where it keeps one (the embedded store), else after a watermark per
+subtable; a TMQ subscription pushes rows as stored. The latest-per-subtable table shows the row with the
+newest timestamp of each subtable, whatever order rows arrive in.
+
+Each batch also goes to the derived tables (`taosprsp.derived`), small aggregates the dashboard's panels
+view instead of the window: with a view attached, a Perspective 4.3.0 update costs time in proportion to
+the rows already in the table. On the embedded store, polling waits on a `StoreWatcher` and reads as soon
+as another process commits; the poll interval is then only the fallback.
 """
 
 from __future__ import annotations
@@ -18,12 +26,16 @@ import perspective
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from taosprsp.datasets import SUBTABLE_COLUMN, Dataset, Precision
-from taosprsp.stores.base import Store, Watermark
+from taosprsp.datasets import SUBTABLE_COLUMN, Dataset, Precision, time_column
+from taosprsp.derived import PREFILL_MAX_ROWS, PREFILL_SLICE_ROWS, DerivedTables
+from taosprsp.stores.base import Snapshot, Store, Watermark
+from taosprsp.wake import StoreWatcher
 
 
 def perspective_arrow(dataset: Dataset, table: pa.Table, precision: Precision) -> pa.Table:
-    """Store layout -> the Arrow types Perspective reads: timestamps for datetime, date32 for date."""
+    """Store layout -> the Arrow types Perspective reads (`taosprsp.datasets.types`): timestamps for datetime,
+    date32 for date, int32 for integer, float64 for float (64-bit and large unsigned integers included, never
+    wrapped), text for string."""
     columns = []
     for name in table.column_names:
         column = table[name]
@@ -31,8 +43,10 @@ def perspective_arrow(dataset: Dataset, table: pa.Table, precision: Precision) -
             f = dataset.field(name)
             if f.is_time:
                 column = column.cast(pa.timestamp(precision))
-                if f.kind == "date":
-                    column = column.cast(pa.date32())
+            target = f.perspective_arrow_type(precision)
+            if column.type != target:
+                # unsafe: a BIGINT beyond 2^53 becomes the nearest float, a date drops its time of day
+                column = pc.cast(column, target, safe=False)
         columns.append(column)
     return pa.table(columns, names=table.column_names)
 
@@ -45,12 +59,19 @@ def ipc_bytes(table: pa.Table) -> bytes:
 
 
 def latest_per_subtable(table: pa.Table) -> pa.Table:
-    """The last row of each subtable in `table` (rows in time order)."""
+    """The newest row of each subtable in `table`: its latest timestamp, and of rows with that one the last."""
     if table.num_rows == 0:
         return table
-    codes = pc.dictionary_encode(table[SUBTABLE_COLUMN]).combine_chunks().indices.to_numpy()
-    _, first_in_reversed = np.unique(codes[::-1], return_index=True)
-    return table.take(np.sort(len(codes) - 1 - first_in_reversed))
+    encoded = pc.dictionary_encode(table[SUBTABLE_COLUMN]).combine_chunks()
+    codes = encoded.indices.to_numpy(zero_copy_only=False)
+    ts = table[time_column(table)].to_numpy()
+    # linear, without a sort: each subtable's newest time, then the last row at it
+    newest = np.full(len(encoded.dictionary), np.iinfo(np.int64).min, dtype=np.int64)
+    np.maximum.at(newest, codes, ts)
+    at_newest = np.flatnonzero(ts == newest[codes])
+    last = np.full(len(encoded.dictionary), -1, dtype=np.int64)
+    np.maximum.at(last, codes[at_newest], at_newest)
+    return table.take(np.sort(last))
 
 
 @dataclass
@@ -64,6 +85,10 @@ class FeedStats:
     errors: int = 0
     last_error: str = ""
     started_at: float = field(default_factory=time.time)
+    wakes: int = 0
+    """Reads started by a commit the `StoreWatcher` saw, rather than by the poll interval."""
+    rows_prefilled: int = 0
+    """Stored rows older than the window snapshot folded into the derived tables at start."""
 
     @property
     def rows_per_second_in_update(self) -> float:
@@ -90,43 +115,107 @@ class Feed:
     """
 
     def __init__(
-        self, dataset: Dataset, precision: Precision, window: perspective.Table, latest: perspective.Table, limit: int
+        self,
+        dataset: Dataset,
+        precision: Precision,
+        window: perspective.Table,
+        latest: perspective.Table,
+        limit: int,
+        derived: DerivedTables | None = None,
     ) -> None:
         self.dataset = dataset
         self.precision = precision
         self.window = window
         self.latest = latest
         self.limit = limit
+        self.derived = derived
+        """The derived tables every batch is folded into (hosted: see `DerivedTables.host`), or None."""
         self.sequence = 0
         self.watermark = Watermark()
+        self.shown = Watermark()
+        """The timestamp of the row the latest table shows for each subtable."""
         self.stats = FeedStats()
         self._lock = threading.Lock()
 
     def load_snapshot(self, store: Store, limit: int) -> int:
-        """Fill the tables with the newest `limit` rows; later reads start after them."""
-        snapshot = store.read_latest(self.dataset, limit)
-        applied = self.apply(snapshot, only_newer=False)
-        if snapshot.num_rows:
-            # every row left out of the newest `limit` is at or before the oldest one taken
-            self.watermark.floor = int(pc.min(snapshot["ts"]).as_py())
+        """Fill the window with the newest `limit` rows and the latest table with the newest row of every
+        subtable; later reads start after them. Returns the rows put in the window."""
+        snapshot = store.snapshot(self.dataset, limit)
+        with self._lock:
+            self.watermark = snapshot.watermark
+            self._show_latest(latest_per_subtable(snapshot.latest))
+        applied = self.apply(snapshot.window, only_newer=False)
+        if self.derived is not None and snapshot.window.num_rows >= limit:
+            with self._lock:
+                self.stats.rows_prefilled = self._prefill(store, snapshot, self.derived)
         return applied
 
+    def _prefill(self, store: Store, snapshot: Snapshot, derived: DerivedTables) -> int:
+        """Fold the stored rows older than the window snapshot but within the derived tables' horizon into them,
+        newest first and at most about `PREFILL_MAX_ROWS`, so that they start with the whole horizon; returns
+        the rows folded.
+
+        A row stored after the snapshot but stamped before its oldest row (a late row) reaches the derived
+        tables twice, through this read and through the feed: rare, and it only weighs one row in an aggregate.
+        """
+        ts = self.dataset.timestamp.name
+        window = snapshot.window
+        oldest, newest_in_window = int(pc.min(window[ts]).as_py()), int(pc.max(window[ts]).as_py())
+        newest = max(newest_in_window, int(pc.max(snapshot.latest[ts]).as_py()))
+        start = derived.first_held(newest)
+        if start is None or start > oldest:
+            return 0
+        # the snapshot took the newest `limit` rows, so of the rows stamped `oldest` it may have left some out
+        at_oldest = store.read_range(self.dataset, oldest, oldest + 1)
+        taken = window.filter(pc.equal(window[ts], oldest))[SUBTABLE_COLUMN]
+        left_out = at_oldest.filter(pc.invert(pc.is_in(at_oldest[SUBTABLE_COLUMN], value_set=taken.combine_chunks())))
+        folded = left_out.num_rows
+        if folded:
+            derived.push(left_out, older=True)
+        # slices of about PREFILL_SLICE_ROWS rows, judged by the window's rows per tick
+        step = max(1, (newest_in_window - oldest + 1) * PREFILL_SLICE_ROWS // window.num_rows)
+        end = oldest
+        while end > start and folded < PREFILL_MAX_ROWS:
+            begin = max(start, end - step)
+            rows = store.read_range(self.dataset, begin, end)
+            if rows.num_rows:
+                derived.push(rows, older=True)
+            folded += rows.num_rows
+            end = begin
+        return folded
+
     def apply(self, rows: pa.Table, only_newer: bool = True) -> int:
-        """Push the rows newer than the watermark (or all of them); returns how many were pushed."""
+        """Push `rows` into the window, the latest table and the derived tables; returns how many were pushed.
+
+        `only_newer`: the rows may repeat rows pushed before (a subscription overlapping the snapshot), so keep
+        those newer than the watermark and move it past them. False when the read that returned them did both
+        (`Store.read_new`, `Store.snapshot`): filtering again would only cost time.
+        """
         with self._lock:
             fresh = self.watermark.select_newer(rows) if only_newer else rows
             if fresh.num_rows == 0:
                 return 0
             started = time.perf_counter()
-            ready = perspective_arrow(self.dataset, fresh, self.precision)
-            self.window.update(ipc_bytes(self._in_ring(ready)))
-            self.latest.update(ipc_bytes(latest_per_subtable(ready)))
-            self.watermark.advance(fresh)
+            newest = latest_per_subtable(fresh)
+            if self.derived is not None:
+                # before the latest table: a row a client sees as the latest is already in the aggregates
+                self.derived.push(fresh)
+            self.window.update(ipc_bytes(self._in_ring(perspective_arrow(self.dataset, fresh, self.precision))))
+            self._show_latest(newest)
+            if only_newer:
+                self.watermark.advance(newest)
             self.stats.seconds_in_update += time.perf_counter() - started
             self.stats.rows_fed += fresh.num_rows
             self.stats.updates += 1
             self.stats.last_update_at = time.time()
             return fresh.num_rows
+
+    def _show_latest(self, newest: pa.Table) -> None:
+        """Put the rows of `newest` (one per subtable) in the latest table, unless it shows a newer one."""
+        newest = self.shown.select_newer(newest, or_equal=True)
+        if newest.num_rows:
+            self.latest.update(ipc_bytes(perspective_arrow(self.dataset, newest, self.precision)))
+            self.shown.advance(newest)
 
     def _in_ring(self, ready: pa.Table) -> pa.Table:
         """The rows that fit the window, each with the ring slot it overwrites."""
@@ -137,16 +226,33 @@ class Feed:
         slots = (first + np.arange(kept.num_rows, dtype=np.int64)) % self.limit
         return kept.add_column(0, RING_COLUMN, pa.array(slots.astype(np.int32)))
 
-    def poll(self, store: Store, interval: float, stop: threading.Event) -> None:
-        """Read what is newer than the watermark every `interval` seconds until `stop`."""
+    def poll(
+        self,
+        store: Store,
+        interval: float,
+        stop: threading.Event,
+        wake: StoreWatcher | None = None,
+        min_interval: float = 0.0,
+    ) -> None:
+        """Read what the store took since the last read until `stop`: as soon as `wake` sees another process
+        commit, but not sooner than `min_interval` (at most `interval`) after the last read began, and every
+        `interval` seconds when no commit came (`wake.interrupt()` ends a wait at once).
+
+        `min_interval` reads commits that come faster together: each read costs a Perspective update of every
+        table and a re-read by every open view, whatever it holds.
+        """
         while not stop.is_set():
             started = time.perf_counter()
             try:
-                self.apply(store.read_after(self.dataset, self.watermark))
+                self.apply(store.read_new(self.dataset, self.watermark), only_newer=False)
             except Exception as exc:  # the feed outlives a store hiccup; the stats show it
                 self.stats.errors += 1
                 self.stats.last_error = str(exc)
-            stop.wait(max(0.0, interval - (time.perf_counter() - started)))
+            if wake is None:
+                stop.wait(max(0.0, interval - (time.perf_counter() - started)))
+            elif wake.wait(interval):
+                self.stats.wakes += 1
+                stop.wait(max(0.0, min(min_interval, interval) - (time.perf_counter() - started)))
 
     def follow(self, batches: Iterable[pa.Table], stop: threading.Event) -> None:
         """Apply pushed batches (a TMQ subscription) until `stop` or the iterable ends."""

@@ -95,3 +95,46 @@ class ProduceStatsLine(TaskProgress):
 def live_produce_stats(show: bool) -> ProduceStatsLine:
     """The producer's live stats line: `with live_produce_stats(show) as on_stats:` and pass `on_stats` along."""
     return ProduceStatsLine(show)
+
+
+class IngestStatsLine(TaskProgress):
+    """A one-line live view of an MQTT ingester's stats that stays on screen; call it with each new stats."""
+
+    def __init__(self, show: bool) -> None:
+        super().__init__(TextColumn("{task.fields[line]}"), show=show, transient=False, refresh_per_second=4, line="")
+
+    def __call__(self, stats: Any) -> None:
+        self.update(
+            self.task_id,
+            line=(
+                f"messages {stats.messages:>12,}  now {stats.messages_per_second_now:>9,.0f}/s  "
+                f"rows {stats.rows_written:>12,}  rejected {stats.rejected.total:,}  backlog {stats.backlog:,}  "
+                f"lag {stats.lag_seconds:5.2f}s  errors {stats.errors}"
+            ),
+        )
+
+
+def live_ingest_stats(show: bool) -> IngestStatsLine:
+    """The ingester's live stats line: `with live_ingest_stats(show) as on_stats:` and pass `on_stats` along."""
+    return IngestStatsLine(show)
+
+
+class ForwardStatsLine(TaskProgress):
+    """A one-line live view of `forward mqtt`'s stats that stays on screen; call it with each new stats."""
+
+    def __init__(self, show: bool) -> None:
+        super().__init__(TextColumn("{task.fields[line]}"), show=show, transient=False, refresh_per_second=4, line="")
+
+    def __call__(self, stats: Any) -> None:
+        self.update(
+            self.task_id,
+            line=(
+                f"rows {stats.rows_read:>12,}  published {stats.messages:>12,}  "
+                f"unconfirmed {stats.unconfirmed:,}  errors {stats.errors}"
+            ),
+        )
+
+
+def live_forward_stats(show: bool) -> ForwardStatsLine:
+    """`forward mqtt`'s live stats line: `with live_forward_stats(show) as on_stats:`."""
+    return ForwardStatsLine(show)

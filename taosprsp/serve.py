@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import ssl
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -18,15 +18,25 @@ from typing import Any, Literal
 import perspective
 import tornado.httpserver
 import tornado.web
-from perspective.handlers.tornado import PerspectiveTornadoHandler
 
+from taosprsp.access import (
+    AccessPolicy,
+    GuardedPerspectiveHandler,
+    application_settings,
+    check_exposure,
+    server_policy,
+    tls_context,
+)
 from taosprsp.config import Config
 from taosprsp.dashboard import dashboard_document
-from taosprsp.datasets import SUBTABLE_COLUMN, Dataset, get_dataset
-from taosprsp.errors import ConfigError, TaosprspError
+from taosprsp.datasets import SUBTABLE_COLUMN, Dataset
+from taosprsp.derived import DerivedTables, derived_specs
+from taosprsp.errors import STOP_SIGNALS, ConfigError, TaosprspError
 from taosprsp.feed import RING_COLUMN, Feed, window_schema
-from taosprsp.stores import ResolvedKind, Store, TDengineStore, open_store, resolve_kind
+from taosprsp.history import HISTORY_PATH, history_document, open_history
+from taosprsp.stores import ResolvedKind, Store, TDengineStore, dataset_for, open_store, resolve_kind
 from taosprsp.stores.tmq import subscribe
+from taosprsp.wake import StoreWatcher
 from taosprsp.web import WEBSOCKET_PATH, JsonHandler, dashboard_routes, http_url, listen, viewer_dir, ws_url
 
 ResolvedFeedMode = Literal["tmq", "poll"]
@@ -43,6 +53,23 @@ def feed_mode(config: Config, kind: ResolvedKind) -> ResolvedFeedMode:
             "--feed tmq needs TDengine (TMQ is TDengine's subscription); the embedded store polls: use --feed poll"
         )
     return mode
+
+
+@dataclass(frozen=True)
+class ServedAccess:
+    """How `serve` admits clients: the policy every handler checks, TLS, and the warning `--insecure` earns."""
+
+    policy: AccessPolicy
+    tls: ssl.SSLContext | None
+    exposure_warning: str | None
+
+
+def served_access(config: Config, insecure: bool = False) -> ServedAccess:
+    """The `[server]` access settings checked: `ConfigError` for a bad token, origin or certificate, or for
+    binding beyond loopback without a token unless `insecure`."""
+    server = config.server
+    warning = check_exposure(server.host, server.token, insecure)
+    return ServedAccess(server_policy(server, server.host), tls_context(server.certfile, server.keyfile), warning)
 
 
 def make_tables(
@@ -63,26 +90,48 @@ class LiveServer:
 
     `start()` runs everything on background threads and returns once listening (tests, bench, demo);
     `serve_forever()` runs the IOLoop in the calling thread until SIGINT or SIGTERM.
+
+    Clients are guarded by the `[server]` access settings (see `taosprsp.access`). Binding beyond loopback
+    without `server.token` raises `ConfigError` unless `insecure`; `access.exposure_warning` then says what
+    that exposes, for the caller to print loudly.
     """
 
     config: Config
     kind: ResolvedKind | None = None
     on_ready: Callable[[str], None] | None = None
+    insecure: bool = False
     url: str = field(default="", init=False)
 
     def __post_init__(self) -> None:
+        self.access = served_access(self.config, self.insecure)
         self.kind = self.kind or resolve_kind(self.config)
         self.mode = feed_mode(self.config, self.kind)
-        self.dataset = get_dataset(self.config.dataset.name)
+        with open_store(self.config, self.kind) as store:
+            self.dataset = dataset_for(store, self.config)
         self.server = perspective.Server()
+        client = self.server.new_local_client()
         self.window, self.latest = make_tables(
-            self.server.new_local_client(), self.dataset, self.config.perspective_table, self.config.latest_table
+            client, self.dataset, self.config.perspective_table, self.config.latest_table
         )
+        # the tables the dashboard's panels view, declared from the dataset and [server] bucket and horizon
+        self.derived = DerivedTables(
+            self.dataset, self.config.database.precision, derived_specs(self.config, self.dataset)
+        )
+        self.derived.host(client)
         self.feed = Feed(
-            self.dataset, self.config.database.precision, self.window, self.latest, self.config.server.limit
+            self.dataset,
+            self.config.database.precision,
+            self.window,
+            self.latest,
+            self.config.server.limit,
+            self.derived,
         )
+        self._watcher: StoreWatcher | None = None
         self.stop_event = threading.Event()
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="perspective")
+        # the history table's queries wait on the store: their own threads keep the live tables answering
+        self.history = open_history(self.config, self.kind, self.dataset)
+        self._history_executor = ThreadPoolExecutor(max_workers=self.history.threads, thread_name_prefix="history")
         self._threads: list[threading.Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._http: tornado.httpserver.HTTPServer | None = None
@@ -97,8 +146,18 @@ class LiveServer:
         """What `/api/stats` answers."""
         return {
             "store": self.kind,
-            "feed": {"mode": self.mode, **self.feed.stats.as_dict()},
-            "tables": {self.config.perspective_table: self.window.size(), self.config.latest_table: self.latest.size()},
+            "feed": {
+                "mode": self.mode,
+                "wake": self._watcher.method if self._watcher is not None else "off",
+                **self.feed.stats.as_dict(),
+            },
+            "tables": {
+                self.config.perspective_table: self.window.size(),
+                self.config.latest_table: self.latest.size(),
+                **{name: table.size() for name, table in self.derived.hosted.items()},
+            },
+            "derived_rows_ignored": self.derived.rows_ignored,
+            "operations": self.derived.operation_stats(),
             "window_limit": self.config.server.limit,
         }
 
@@ -130,43 +189,66 @@ class LiveServer:
         return self
 
     def serve_forever(self) -> None:
-        """Run until SIGINT or SIGTERM in the calling (main) thread."""
+        """Run until SIGINT, SIGTERM or SIGHUP (its terminal closed) in the calling (main) thread.
+
+        Each signal stops everything cleanly; after SIGINT this raises KeyboardInterrupt, so that an
+        interrupted command still exits 130 (SIGTERM, how `teardown` stops a server, returns normally).
+        """
         self._start_feed()
         try:
             loop = self._listen_on_new_loop()
         except BaseException:
             self.stop()
             raise
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, loop.stop)
+        received: list[signal.Signals] = []
+
+        def stop_on(sig: signal.Signals) -> None:
+            received.append(sig)
+            loop.stop()
+
+        for sig in STOP_SIGNALS:
+            loop.add_signal_handler(sig, stop_on, sig)
         if self.on_ready:
             self.on_ready(self.url)
         try:
             self._run_until_stopped(loop)
         finally:
             self.stop()
+        if signal.SIGINT in received:
+            raise KeyboardInterrupt
 
     def stop(self) -> None:
         """Stop the feed and the server; safe to call twice."""
         self.stop_event.set()
+        if self._watcher is not None:
+            self._watcher.interrupt()  # the feed thread stops now, not after its poll interval
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._loop.stop)
         for thread in self._threads:
             if thread is not threading.current_thread():
                 thread.join(timeout=10)
         self._executor.shutdown(wait=False)
+        self._history_executor.shutdown(wait=False)
+        self.history.close()
 
     def _application(self) -> tornado.web.Application:
         perspective_handler = {"perspective_server": self.server, "executor": self._executor}
+        history_handler = {"perspective_server": self.history, "executor": self._history_executor}
+        document = {
+            **dashboard_document(self.config, dataset=self.dataset),
+            "history": history_document(self.config, self.dataset),
+        }
         routes: list[tornado.web.Rule] = [
-            tornado.web.url(WEBSOCKET_PATH, PerspectiveTornadoHandler, perspective_handler),
+            tornado.web.url(WEBSOCKET_PATH, GuardedPerspectiveHandler, perspective_handler),
             tornado.web.url(r"/api/stats", JsonHandler, {"document": self.stats}),
-            *dashboard_routes(dashboard_document(self.config), viewer_dir()),
+            tornado.web.url(HISTORY_PATH, GuardedPerspectiveHandler, history_handler),
+            *dashboard_routes(document, viewer_dir()),
         ]
         return tornado.web.Application(
             routes,
             websocket_max_message_size=self.config.server.max_message_mb * 1024 * 1024,
             websocket_ping_interval=self.config.server.ping_interval,
+            **application_settings(self.access.policy),
         )
 
     def _listen_on_new_loop(self) -> asyncio.AbstractEventLoop:
@@ -174,12 +256,13 @@ class LiveServer:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         try:
-            self._http, port = listen(self._application(), self.config.server.host, self.config.server.port)
+            server = self.config.server
+            self._http, port = listen(self._application(), server.host, server.port, self.access.tls)
         except BaseException:
             loop.close()
             raise
         self._loop = loop
-        self.url = http_url(self.config.server.host, port)
+        self.url = http_url(self.config.server.host, port, tls=self.access.tls is not None)
         return loop
 
     def _run_until_stopped(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -226,12 +309,31 @@ class LiveServer:
             assert isinstance(store, TDengineStore), "feed_mode allows tmq on TDengine only"
             # subscribe before the snapshot: rows arriving in between come through both and the
             # watermark drops the second copy, where the other order would lose them
-            group = f"taosprsp-serve-{int(time.time() * 1000)}"
-            subscription = subscribe(store, self.dataset, group, self.stop_event)
-            self.feed.load_snapshot(store, limit)
-            self._feed_ready.set()
-            self.feed.follow(subscription, self.stop_event)
+            # (the group is dropped when the subscription closes: see taosprsp.stores.tmq)
+            with subscribe(store, self.dataset, self.config.consumer_group, self.stop_event) as subscription:
+                self.feed.load_snapshot(store, limit)
+                self._feed_ready.set()
+                self.feed.follow(subscription, self.stop_event)
         else:
-            self.feed.load_snapshot(store, limit)
-            self._feed_ready.set()
-            self.feed.poll(store, self.config.server.interval, self.stop_event)
+            # watching before the snapshot: a commit after it wakes the first wait
+            self._watcher = self._watch_store()
+            try:
+                self.feed.load_snapshot(store, limit)
+                self._feed_ready.set()
+                server = self.config.server
+                self.feed.poll(store, server.interval, self.stop_event, self._watcher, server.min_interval)
+            finally:
+                if self._watcher is not None:
+                    self._watcher.close()
+
+    def _watch_store(self) -> StoreWatcher | None:
+        """A watcher of the embedded store's file when `server.wake` is on; None (plain polling) otherwise, or
+        when the file cannot be watched (the stats say why)."""
+        if self.kind != "embedded" or not self.config.server.wake:
+            return None
+        try:
+            return StoreWatcher(self.config.store.path)
+        except OSError as exc:
+            interval = self.config.server.interval
+            self.feed.stats.last_error = f"no wake-up on commits, polling every {interval:g} s: {exc}"
+            return None

@@ -1,4 +1,10 @@
-"""Fixtures that build real things: an embedded store in a temp dir, TDengine when TAOSPRSP_TEST_DSN is set."""
+"""Fixtures that build real things: an embedded store in a temp dir, TDengine when TAOSPRSP_TEST_DSN is set.
+
+Each TDengine test works in a database of its own (`taosprsp_test_<random>`, one vgroup: a small server has
+few vnodes) and drops it afterwards, passed or failed, with its topic and consumer groups. At the end of a
+run the server is checked: anything of the tests' still there is removed, and fails the run. One test run
+per server at a time: the check would take a concurrent run's databases for leftovers.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from taosprsp.config import Config, load_config
-from taosprsp.datasets import get_dataset
-from taosprsp.stores import Store, open_store
+from taosprsp.errors import TaosprspError
+from taosprsp.stores import Store, open_store, open_tdengine
+from taosprsp.stores.leftovers import find_leftovers, remove_leftovers
 
 TEST_DSN = os.environ.get("TAOSPRSP_TEST_DSN", "")
 NEEDS_TDENGINE = "needs a live TDengine: set TAOSPRSP_TEST_DSN=taosws://root:taosdata@127.0.0.1:6041"
@@ -43,17 +50,38 @@ def store_config(kind: str, tmp_path: Path, **sections: dict) -> Config:
     }
     if kind == "tdengine":
         overrides["tdengine"] = {"dsn": TEST_DSN}
-        overrides["database"] = {"name": f"taosprsp_test_{uuid.uuid4().hex[:10]}"}
+        overrides["database"] = {"name": f"taosprsp_test_{uuid.uuid4().hex[:10]}", "vgroups": 1}
     for name, values in sections.items():
         overrides.setdefault(name, {}).update(values)
     return load_config(overrides=overrides, environ={})
 
 
 def drop_test_database(config: Config) -> None:
+    """Drop a TDengine test's database with its topics and consumer groups (nothing for the embedded store)."""
     if config.store.kind != "tdengine":
         return
     with open_store(config) as store:
-        store.drop(get_dataset(config.dataset.name))
+        store.drop(config.declared_dataset)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """On a TDengine run, fail the run if any test left a database, topic or consumer group on the server,
+    after removing it so that the next run starts clean."""
+    if not TEST_DSN:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    config = load_config(overrides={"tdengine": {"dsn": TEST_DSN}}, environ={})
+    try:
+        with open_tdengine(config) as store:
+            found = find_leftovers(store, idle_groups=False)
+            remove_leftovers(store, found)
+    except TaosprspError as exc:
+        reporter.write_line(f"could not check the test server for what the tests left: {exc}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        return
+    if found:
+        reporter.write_line(f"left on the test server by the tests (now removed): {'; '.join(found.lines())}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 STORE_KINDS = [

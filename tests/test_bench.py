@@ -9,16 +9,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import TEST_DSN, store_config
+from conftest import store_config
 from helpers import cli_env
 from typer.testing import CliRunner
 
 from taosprsp.bench import SCHEMA
 from taosprsp.cli import app
 from taosprsp.config import Config
+from taosprsp.stores import open_tdengine
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-STAGES = ["generate", "ingest-100", "ingest-1000", "ingest-10000", "read", "feed"]
+STAGES = ["generate", "ingest-100", "ingest-1000", "ingest-10000", "read", "feed", "history"]
 VERSION_KEYS = {"taosprsp", "python", "numpy", "pyarrow", "perspective", "taosws", "tornado", "tdengine_server"}
 
 
@@ -70,11 +71,30 @@ def test_quick_bench_measures_every_stage_with_positive_figures(quick: QuickRun)
         assert name in quick.stdout
 
 
-def test_quick_bench_measures_latency_through_the_poll_feed(quick: QuickRun) -> None:
-    (latency,) = quick.document["latency"]
-    assert latency["feed"] == "poll" and latency["rate"] == 1000
-    assert latency["rows"] > 0 and latency["unseen"] == 0
-    assert 0 < latency["p50_ms"] <= latency["p95_ms"] <= latency["p99_ms"] <= latency["max_ms"]
+def test_quick_bench_measures_latency_through_the_poll_feed_to_a_bare_client_and_the_dashboard(
+    quick: QuickRun,
+) -> None:
+    bare, dashboard = quick.document["latency"]
+    assert (bare["client"], dashboard["client"]) == ("bare", "dashboard")
+    for latency in (bare, dashboard):
+        assert latency["feed"] == "poll" and latency["rate"] == 1000 and latency["wake"] in ("inotify", "stat")
+        assert latency["rows"] > 0 and latency["unseen"] == 0
+        assert 0 < latency["p50_ms"] <= latency["p95_ms"] <= latency["p99_ms"] <= latency["max_ms"]
+        assert latency["window_rows"] == quick.config.server.limit  # a full window
+        assert latency["serve_cpu_percent"] > 0
+
+
+def test_quick_bench_measures_mqtt_ingest_and_publish_to_visible_latency(quick: QuickRun) -> None:
+    mqtt = quick.document["mqtt"]
+    if "skipped" in mqtt:
+        pytest.skip(f"the mqtt stage did not run: {mqtt['skipped']}")
+    assert [drain["ingesters"] for drain in mqtt["ingest"]] == [1, 2]
+    for drain in mqtt["ingest"]:
+        assert drain["ingested"] == drain["published"] > 0 and drain["messages_per_second"] > 0
+    latency = mqtt["latency"]
+    assert latency["feed"] == "mqtt" and latency["rate"] == 1000 and latency["rows"] > 0 and latency["unseen"] == 0
+    assert 0 < latency["p50_ms"] <= latency["p99_ms"] <= latency["max_ms"]
+    assert "MQTT ingest" in quick.stdout
 
 
 def test_json_follows_the_documented_schema(quick: QuickRun) -> None:
@@ -88,8 +108,8 @@ def test_json_follows_the_documented_schema(quick: QuickRun) -> None:
     assert document["machine"]["cpu_count"] >= 1
     assert document["config"]["tdengine"]["password"] == "****"
     assert document["config"]["bench"]["repeats"] == 1
-    (latency,) = document["latency"]
-    assert {"feed", "rate", "p50_ms", "p95_ms", "p99_ms", "max_ms", "rows"} <= set(latency)
+    for latency in document["latency"]:
+        assert {"feed", "client", "wake", "rate", "p50_ms", "p99_ms", "rows", "serve_cpu_percent"} <= set(latency)
 
 
 def test_baseline_is_measured_and_compared_stage_by_stage(quick: QuickRun) -> None:
@@ -130,16 +150,23 @@ def test_fail_under_an_unknown_stage_is_a_usage_error_listing_the_stages(tmp_pat
 
 
 @pytest.mark.tdengine
-def test_quick_bench_on_tdengine_measures_both_feeds_and_drops_its_database(tmp_path: Path) -> None:
+def test_quick_bench_on_tdengine_measures_both_feeds_against_a_bare_loop_and_leaves_nothing(tmp_path: Path) -> None:
     run = run_quick_bench("tdengine", tmp_path)
     assert run.exit_code == 0, run.stderr
-    assert [(r["feed"], r["unseen"]) for r in run.document["latency"]] == [("poll", 0), ("tmq", 0)]
+    results = {r["name"]: r for r in run.document["results"]}
+    sizes = (100, 1000, 10000)
+    writes = [name for name in results if name.startswith(("ingest-", "bare-"))]
+    assert writes == [f"{stage}-{b}" for b in sizes for stage in ("ingest", "bare")]
+    for b in sizes:
+        bare = results[f"bare-{b}"]["rows_per_second"]["median"]
+        assert results[f"ingest-{b}"]["baseline_rows_per_second"] == bare > 0
+        assert run.document["ratios"][f"ingest-{b}"] > 0
+    assert [(r["feed"], r["client"], r["unseen"]) for r in run.document["latency"]] == [
+        (feed, client, 0) for feed in ("poll", "tmq") for client in ("bare", "dashboard")
+    ]
     assert run.document["versions"]["tdengine_server"]
-    import taosws
-
-    conn = taosws.connect(TEST_DSN)
-    try:
-        bench_databases = [row[0] for row in conn.query("SHOW DATABASES") if str(row[0]).startswith("taosprsp_bench_")]
-    finally:
-        conn.close()
-    assert run.document["config"]["database"]["name"] not in bench_databases
+    scratch = run.document["config"]["database"]["name"]
+    assert scratch.startswith("taosprsp_bench_")
+    with open_tdengine(run.config) as store:
+        assert scratch not in store.databases()
+        assert [topic for topic, _ in store.subscriptions() if topic.startswith(scratch)] == []

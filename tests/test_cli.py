@@ -39,14 +39,38 @@ def test_help_shows_the_whole_tree() -> None:
         "ps",
         "demo",
         "config",
+        "import",
+        "export",
+        "ops",
+        "ingest",
+        "forward",
     }
-    assert listed_commands(invoke("db", "--help").stdout) == {"up", "seed", "status"}
+    assert listed_commands(invoke("db", "--help").stdout) == {"up", "seed", "status", "purge"}
+    for group in ("ingest", "forward"):
+        assert listed_commands(invoke(group, "--help").stdout) == {"mqtt"}
+    for group in ("import", "export"):
+        assert listed_commands(invoke(group, "--help").stdout) == {"csv"}
     assert listed_commands(invoke("config", "--help").stdout) == {"show"}
+    assert listed_commands(invoke("ops", "--help").stdout) == {"run", "list"}
 
 
 @pytest.mark.parametrize(
     "command",
-    ["db seed", "db status", "db up", "produce", "serve", "viewer", "demo", "bench", "ps", "teardown", "config show"],
+    [
+        "db seed",
+        "db status",
+        "db up",
+        "produce",
+        "serve",
+        "viewer",
+        "demo",
+        "bench",
+        "ps",
+        "teardown",
+        "config show",
+        "ops run",
+        "ops list",
+    ],
 )
 def test_every_command_has_help_with_an_example(command: str) -> None:
     result = invoke(*command.split(), "--help")
@@ -213,11 +237,12 @@ def test_embedded_store_never_touches_the_network(store_kind, monkeypatch) -> No
         raise AssertionError("the embedded store opened a network connection")
 
     monkeypatch.setattr(socket, "create_connection", refuse)
+    assert invoke("db", "seed", "--store", "embedded").exit_code == 0
     assert invoke("db", "status", "--store", "embedded").exit_code == 0
 
 
 def test_auto_store_falls_back_to_embedded_with_a_notice() -> None:
-    result = invoke("db", "status", env={"TAOSPRSP_TDENGINE_PORT": "9"})
+    result = invoke("db", "seed", env={"TAOSPRSP_TDENGINE_PORT": "9"})
     assert result.exit_code == 0
     assert "notice: TDengine at 127.0.0.1:9 did not answer; using the embedded store" in result.stderr
 

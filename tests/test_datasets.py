@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import taosws
 
-from taosprsp.datasets import DATASETS, METERS, STOCKS, SUBTABLE_COLUMN
+from taosprsp.datasets import DATASETS, KINDS, METERS, STOCKS, SUBTABLE_COLUMN
 from taosprsp.generate import Clock, Generator, spread
 from taosprsp.stores.base import BEFORE_ANY_ROW
 
@@ -85,4 +85,55 @@ def test_bind_rounds_keep_each_subtable_under_tdengines_bind_limit() -> None:
 
     limit = MAX_ROWS_PER_SUBTABLE_BIND
     names = pa.array(["d0"] * (limit + 5) + ["d1"] * 3)
-    assert bind_rounds(names) == [[(0, limit), (limit + 5, limit + 8)], [(limit, limit + 5)]]
+    assert bind_rounds(names) == [[("d0", 0, limit), ("d1", limit + 5, limit + 8)], [("d0", limit, limit + 5)]]
+
+
+def test_bind_lists_share_equal_timestamp_runs_and_keep_nulls() -> None:
+    import pyarrow as pa
+
+    from taosprsp.stores.tdengine import _run_lists
+
+    stamps = pa.chunked_array([pa.array([5, 6, 5, 6, 7, 8], pa.int64())])
+    lists = _run_lists(stamps, [(0, 2), (2, 4), (4, 6)], shared=True)
+    assert lists == [[5, 6], [5, 6], [7, 8]] and lists[1] is lists[0]
+    assert _run_lists(stamps, [(0, 2), (2, 4)], shared=False)[1] is not lists[0]
+    values = pa.chunked_array([pa.array([1.5, None, 2.0], pa.float32())])
+    assert _run_lists(values, [(0, 1), (1, 3)], shared=False) == [[1.5], [None, 2.0]]
+
+
+def test_generated_noise_and_spikes_keep_their_declared_size_batch_after_batch() -> None:
+    """Noise comes from a pool of normals and spikes are drawn by count (both for speed): over many batches,
+    well after the pool is in use, their sizes and independence are as declared."""
+    from taosprsp.datasets import declare
+
+    level = {"generator": "walk", "min": 50.0, "max": 50.0, "step": 0.0}
+    dataset = declare(
+        "probe",
+        {
+            "columns": [
+                {"name": "ts", "type": "TIMESTAMP"},
+                {"name": "noisy", "type": "DOUBLE", **level, "noise": 2.0},
+                {"name": "spiky", "type": "DOUBLE", **level, "spikes": 0.01},
+            ],
+            "tags": [{"name": "site", "type": "VARCHAR(8)"}],
+        },
+        "the test",
+    )
+    generator = Generator(dataset, 4, "ms", seed=7)
+    clock = Clock("ms", np.zeros(4, dtype=np.int64))
+    counts = spread(2000, 4)
+    batches = [generator.batch(counts, clock.live(counts)) for _ in range(60)]
+    noise = np.concatenate([b["noisy"].to_numpy() for b in batches]) - 50.0
+    assert abs(noise.mean()) < 0.05 and 1.94 < noise.std() < 2.06
+    assert abs(np.corrcoef(noise[1:], noise[:-1])[0, 1]) < 0.02
+    spiky = np.concatenate([b["spiky"].to_numpy() for b in batches])
+    spikes = spiky[spiky != 50.0]
+    assert 0.0085 < len(spikes) / len(spiky) < 0.0115
+    assert spikes.min() >= 75.0 and spikes.max() <= 150.0
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_every_type_has_its_taosws_helpers(kind) -> None:
+    spec = KINDS[kind]
+    assert callable(getattr(taosws, spec.stmt2_column.format(p="millis")))
+    assert callable(getattr(taosws, spec.stmt2_tag))

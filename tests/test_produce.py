@@ -19,7 +19,7 @@ from taosprsp.config import Config
 from taosprsp.datasets import METERS
 from taosprsp.errors import StoreError
 from taosprsp.produce import RETRY_DELAYS, ProduceOptions, produce
-from taosprsp.schemaless import encode, measurement
+from taosprsp.schemaless import SOURCE_TABLE_TAG, encode, measurement
 from taosprsp.stores import EmbeddedStore, TDengineStore, Watermark, open_store
 
 SUMMARY_FIELDS = {
@@ -31,11 +31,13 @@ SUMMARY_FIELDS = {
     "tables",
     "rows_written",
     "rows_failed",
+    "rows_rejected",
     "batches",
     "errors",
     "reconnects",
     "seconds",
     "lag_seconds",
+    "ahead_seconds",
     "last_error",
     "stopped_by",
     "rows_per_second",
@@ -186,6 +188,47 @@ def test_rows_that_cannot_be_written_are_counted_not_dropped(config: Config) -> 
     assert "connection reset" in stats.last_error
 
 
+REFUSAL = "meters takes no rows in this test"
+
+
+def refuse_every_insert(config: Config) -> None:
+    """Make the embedded store refuse every row of `meters` for good, as TDengine refuses rows that do not fit
+    its super table: a trigger that aborts each insert with `REFUSAL`."""
+    import adbc_driver_sqlite.dbapi as adbc
+
+    with open_store(config) as store:
+        store.ensure_schema(METERS, 2)
+    with adbc.connect(config.store.path, autocommit=True) as conn, conn.cursor() as cursor:
+        cursor.execute(f"CREATE TRIGGER refuse BEFORE INSERT ON meters BEGIN SELECT RAISE(ABORT, '{REFUSAL}'); END")
+
+
+@pytest.mark.parametrize("store_kind", ["embedded"])
+def test_a_write_the_store_refuses_fails_its_batch_at_once_without_reconnecting(config: Config) -> None:
+    refuse_every_insert(config)
+    reopened: list[EmbeddedStore] = []
+
+    def reopen() -> EmbeddedStore:
+        reopened.append(EmbeddedStore(config.store.path, config.stable))
+        return reopened[-1]
+
+    with EmbeddedStore(config.store.path, config.stable) as store:
+        options = ProduceOptions(tables=2, rate=0, batch=10, count=30)
+        stats = produce(store, METERS, config.stable, "ms", options, reopen=reopen, retry_delays=QUICK_RETRIES)
+    assert (stats.rows_written, stats.rows_failed, stats.rows_rejected) == (0, 30, 30)
+    assert (stats.batches, stats.errors, stats.reconnects, len(reopened)) == (3, 3, 0, 0)
+    assert REFUSAL in stats.last_error
+
+
+@pytest.mark.parametrize("store_kind", ["embedded"])
+def test_produce_reports_refused_rows_and_exits_5_with_the_stores_message(config: Config) -> None:
+    refuse_every_insert(config)
+    code, stdout, stderr = run_cli(config, "--json", "produce", "--count", "20", "--rate", "0", "--tables", "2")
+    assert code == 5
+    summary = json.loads(stdout)
+    assert (summary["rows_failed"], summary["rows_rejected"], summary["reconnects"]) == (20, 20, 0)
+    assert "20 refused by the store, not retried" in stderr and REFUSAL in stderr
+
+
 @pytest.mark.parametrize("store_kind", ["embedded"])
 def test_embedded_store_refuses_schemaless_clearly(config: Config) -> None:
     code, _, stderr = run_cli(config, "produce", "--protocol", "line", "--count", "10")
@@ -206,16 +249,19 @@ def test_line_protocol_encoding_types_every_field() -> None:
         }
     )
     assert encode(METERS, "meters", batch, "line") == [
-        "meters_line,groupid=3,location=San\\ Jose current=1.5f32,voltage=220i32,phase=0.25f32 1700000000000"
+        "meters_line,source_table=d0,groupid=3,location=San\\ Jose current=1.5f32,voltage=220i32,phase=0.25f32 "
+        "1700000000000"
     ]
     assert (
-        encode(METERS, "meters", batch, "telnet")[0] == "meters_current 1700000000000 1.5 groupid=3 location=San\\ Jose"
+        encode(METERS, "meters", batch, "telnet")[0]
+        == "meters_current 1700000000000 1.5 source_table=d0 groupid=3 location=San\\ Jose"
     )
+    # every tag as text, as telnet and line protocol send them: TDengine types a tag by the first write
     assert json.loads(encode(METERS, "meters", batch, "json")[0])[1] == {
         "metric": "meters_voltage",
         "timestamp": 1700000000000,
         "value": 220,
-        "tags": {"groupid": 3, "location": "San Jose"},
+        "tags": {"source_table": "d0", "groupid": "3", "location": "San Jose"},
     }
 
 
@@ -233,6 +279,61 @@ def test_schemaless_rows_round_trip_on_tdengine(config: Config, protocol: str) -
         assert isinstance(store, TDengineStore)
         rows = store._rows(f"SELECT COUNT(*) FROM `{config.database.name}`.`{table}`")
     assert rows[0][0] == 300
+
+
+@pytest.mark.tdengine
+@pytest.mark.parametrize("store_kind", ["tdengine"])
+def test_line_telnet_and_json_share_one_database_and_every_row_reads_back(config: Config) -> None:
+    tables = 12  # more subtables than meters has (groupid, location) pairs: they must not share schemaless ones
+    for protocol in ("line", "telnet", "json"):
+        code, stdout, stderr = run_cli(
+            config, "--json", "produce", "--protocol", protocol, "--count", "300", "--rate", "0", "--tables", "12"
+        )
+        assert code == 0, stderr
+        assert (json.loads(stdout)["rows_written"], json.loads(stdout)["rows_failed"]) == (300, 0)
+    names = {f"d{i}" for i in range(tables)}
+    database = config.database.name
+    with open_store(config) as store:
+        assert isinstance(store, TDengineStore)
+        line = store._rows(
+            f"SELECT `{SOURCE_TABLE_TAG}`, CAST(`_ts` AS BIGINT), `current`, `voltage`, `phase` "
+            f"FROM `{database}`.`{measurement(config.stable, 'line')}`"
+        )
+        by_column = {
+            column: store._rows(
+                f"SELECT `{SOURCE_TABLE_TAG}`, CAST(`_ts` AS BIGINT), `_value` "
+                f"FROM `{database}`.`{measurement(config.stable, 'telnet', column)}`"
+            )
+            for column in ("current", "voltage", "phase")
+        }
+    assert len(line) == len({(name, ts) for name, ts, *_ in line}) == 300
+    assert {name for name, *_ in line} == names and all(None not in row for row in line)
+    for column, rows in by_column.items():
+        # telnet's 300 rows and JSON's 300 after them into the same super table, none overwritten
+        assert len(rows) == len({(name, ts) for name, ts, _ in rows}) == 600, column
+        assert {name for name, *_ in rows} == names and all(value is not None for *_, value in rows), column
+
+
+@pytest.mark.tdengine
+@pytest.mark.parametrize("store_kind", ["tdengine"])
+def test_a_batch_tdengine_refuses_fails_at_once_with_the_servers_message(config: Config) -> None:
+    # a super table an older encoder made: JSON typed tag groupid DOUBLE, which the text tags cannot fill
+    first = {
+        "metric": measurement(config.stable, "json", "current"),
+        "timestamp": 1_700_000_000_000,
+        "value": 1.0,
+        "tags": {SOURCE_TABLE_TAG: "d0", "groupid": 3, "location": "x"},
+    }
+    with open_store(config) as store:
+        store.ensure_schema(METERS, 2)
+        store.write_text(METERS, [json.dumps([first])], "json")
+    code, stdout, stderr = run_cli(
+        config, "--json", "produce", "--protocol", "telnet", "--count", "100", "--rate", "0", "--tables", "2"
+    )
+    assert code == 5
+    summary = json.loads(stdout)
+    assert (summary["rows_written"], summary["rows_rejected"], summary["reconnects"]) == (0, 100, 0)
+    assert "[0x" in summary["last_error"] and "refused by the store, not retried" in stderr
 
 
 def test_seed_style_interval_defaults_to_250_rows_a_batch() -> None:

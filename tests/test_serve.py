@@ -90,6 +90,53 @@ def test_window_keeps_only_the_newest_rows_up_to_its_limit(config: Config) -> No
     assert newest in set(pairs(window))
 
 
+@pytest.mark.parametrize("store_kind", ["embedded"])
+def test_event_driven_feed_delivers_every_row_once_long_before_the_poll_interval(config: Config) -> None:
+    """With a 60 s poll interval, rows that reach the window within the test's wait came by a wake-up."""
+    live = LiveServer(config.replace(server={"port": 0, "interval": "60s"})).start()
+    try:
+        producer = start_producer(config, "--count", "3000", "--rate", "1500", "--batch", "50")
+        _, stderr = producer.communicate(timeout=60)
+        assert producer.returncode == 0, stderr
+        assert wait_until(lambda: live.feed.stats.rows_fed == 3000, timeout=30), live.stats()
+        seen = fetch_table(live.websocket_url, config.perspective_table)
+        stats = live.stats()
+    finally:
+        live.stop()
+    assert len(pairs(seen)) == len(set(pairs(seen))) == 3000
+    assert set(pairs(seen)) == set(pairs(store_rows(config)))
+    assert stats["feed"]["wake"] in ("inotify", "stat") and stats["feed"]["wakes"] >= 1
+
+
+@pytest.mark.parametrize("store_kind", ["embedded"])
+def test_derived_tables_start_with_the_whole_horizon_beyond_the_window(config: Config) -> None:
+    """60 k rows over 10 minutes, a 20 k-row window, a 5-minute horizon: the by-location table holds exactly the
+    aggregates of the stored rows within the horizon (rows older than the window included)."""
+    with open_store(config) as store:
+        seed(store, METERS, 10, "ms", rows=60_000, span_seconds=600)
+    live = LiveServer(config.replace(server={"port": 0, "limit": 20_000})).start()
+    try:
+        by_location = fetch_table(live.websocket_url, f"{config.perspective_table}_by_location")
+        buckets = fetch_table(live.websocket_url, f"{config.perspective_table}_location_1s")
+    finally:
+        live.stop()
+    rows = store_rows(config)
+    bucket = rows["ts"].to_numpy() // 1000
+    held = rows.filter(pa.array(bucket >= bucket.max() - 299))
+    expected = held.group_by("location").aggregate([("current", "sum"), ("current", "count"), ("voltage", "max")])
+    got = {
+        row["location"]: (row["current_sum"], row["current_count"], row["voltage_max"])
+        for row in by_location.to_pylist()
+    }
+    assert 20_000 < held.num_rows < rows.num_rows
+    assert got.keys() == set(expected["location"].to_pylist())
+    for row in expected.to_pylist():
+        current_sum, count, voltage_max = got[row["location"]]
+        assert count == row["current_count"] and voltage_max == row["voltage_max"]
+        assert current_sum == pytest.approx(row["current_sum"], rel=1e-9)
+    assert buckets.num_rows == 300 * len(got)
+
+
 def test_stats_endpoint_reports_the_feed(server: LiveServer, config: Config) -> None:
     with open_store(config) as store:
         seed(store, METERS, 3, "ms", rows=300)
@@ -105,7 +152,12 @@ def test_dashboard_json_names_the_served_tables(server: LiveServer, config: Conf
         assert missing.value.code == 503
         return
     document = json.loads(urllib.request.urlopen(server.url + "dashboard.json", timeout=5).read())
-    assert {panel["table"] for panel in document["panels"]} == {config.perspective_table, config.latest_table}
+    stats = json.loads(urllib.request.urlopen(server.url + "api/stats", timeout=5).read())
+    panels = [panel["table"] for panel in document["panels"]]
+    # the grid and the chart view the derived tables; the raw window stays served for a raw-rows panel
+    table = config.perspective_table
+    assert panels == [f"{table}_by_location", f"{table}_location_1s", config.latest_table]
+    assert set(panels) | {table} == set(stats["tables"])
     assert b"dashboard.js" in urllib.request.urlopen(server.url, timeout=5).read()
 
 

@@ -12,6 +12,7 @@ from taosprsp.errors import ConfigError
 from taosprsp.generate import Clock, Generator, spread
 from taosprsp.seed import seed
 from taosprsp.stores import EmbeddedStore, Store, Watermark
+from taosprsp.stores.base import SubtablesClaimed
 
 
 def make_batch(dataset, tables: int, rows: int, start: int = 1_700_000_000_000, seed_value: int = 7) -> pa.Table:
@@ -138,3 +139,132 @@ def test_a_quiet_subtable_does_not_hold_back_the_read_bound() -> None:
     assert watermark.low == 5_000
     rows = pa.table({"tbname": ["d0", "d1", "d2"], "ts": [101, 5_000, 6_000]})
     assert watermark.select_newer(rows).to_pydict() == {"tbname": ["d0", "d2"], "ts": [101, 6_000]}
+
+
+def only(table: pa.Table, *names: str) -> pa.Table:
+    return table.filter(pa.compute.is_in(table["tbname"], pa.array(names)))
+
+
+def test_writing_the_same_subtable_and_timestamp_twice_keeps_one_row_the_last(store: Store) -> None:
+    """TDengine keeps one row per (subtable, ts) and a second write replaces the first: both stores do."""
+    store.ensure_schema(METERS, 3)
+    first = make_batch(METERS, 3, 30, seed_value=1)
+    second = make_batch(METERS, 3, 30, seed_value=2)
+    assert first["ts"].to_pylist() == second["ts"].to_pylist()
+    assert first["current"].to_pylist() != second["current"].to_pylist()
+    store.write(METERS, first)
+    store.write(METERS, second)
+    assert store.count(METERS) == 30
+    assert sorted_rows(store.read_after(METERS, Watermark())) == sorted_rows(second)
+
+
+def test_latest_per_subtable_includes_subtables_gone_quiet(store: Store) -> None:
+    store.ensure_schema(METERS, 4)
+    quiet = only(make_batch(METERS, 4, 40, start=1_700_000_000_000), "d2", "d3")
+    busy = only(make_batch(METERS, 4, 400, start=1_700_000_100_000, seed_value=3), "d0", "d1")
+    store.write(METERS, quiet)
+    store.write(METERS, busy)
+    latest = store.read_latest_per_subtable(METERS)
+    newest = pa.concat_tables([quiet, busy]).group_by("tbname").aggregate([("ts", "max")])
+    assert dict(zip(latest["tbname"].to_pylist(), latest["ts"].to_pylist(), strict=True)) == dict(
+        zip(newest["tbname"].to_pylist(), newest["ts_max"].to_pylist(), strict=True)
+    )
+    assert latest.schema == METERS.arrow_schema()
+    expected = pa.concat_tables([quiet, busy]).join(
+        latest.select(["tbname", "ts"]), ["tbname", "ts"], join_type="inner"
+    )
+    assert sorted_rows(latest) == sorted_rows(expected)
+
+
+def test_read_new_delivers_new_subtables_stamped_behind_the_others(store: Store) -> None:
+    """Subtables running ahead of the clock must not hide rows of a new subtable stamped at the real time."""
+    store.ensure_schema(METERS, 2)
+    now = 1_700_000_000_000
+    ahead = make_batch(METERS, 2, 200, start=now + 77_000)
+    store.write(METERS, ahead)
+    snapshot = store.snapshot(METERS, 100)
+    watermark = snapshot.watermark
+    store.write(METERS, make_batch(METERS, 2, 20, start=now + 78_000, seed_value=2))
+    behind = only(make_batch(METERS, 12, 120, start=now, seed_value=3), "d10", "d11")
+    store.ensure_schema(METERS, 2, first=10)
+    store.write(METERS, behind)
+    delivered = store.read_new(METERS, watermark)
+    assert sorted_rows(only(delivered, "d10", "d11")) == sorted_rows(behind)
+    assert delivered.num_rows == 20 + behind.num_rows
+    assert store.read_new(METERS, watermark).num_rows == 0
+    late = only(make_batch(METERS, 12, 120, start=now + 20, seed_value=4), "d10")
+    store.write(METERS, late)
+    assert sorted_rows(store.read_new(METERS, watermark)) == sorted_rows(late)
+
+
+def test_snapshot_holds_the_newest_rows_and_the_latest_row_of_every_subtable(store: Store) -> None:
+    store.ensure_schema(METERS, 3)
+    quiet = only(make_batch(METERS, 3, 30), "d2")
+    busy = only(make_batch(METERS, 3, 300, start=1_700_000_100_000, seed_value=2), "d0", "d1")
+    store.write(METERS, quiet)
+    store.write(METERS, busy)
+    snapshot = store.snapshot(METERS, 50)
+    assert snapshot.window.num_rows == 50 and set(snapshot.window["tbname"].to_pylist()) == {"d0", "d1"}
+    assert sorted(snapshot.latest["tbname"].to_pylist()) == ["d0", "d1", "d2"]
+    assert store.read_new(METERS, snapshot.watermark).num_rows == 0
+
+
+def test_a_second_claim_on_the_same_subtables_is_refused_naming_the_first(store: Store, config: Config) -> None:
+    store.ensure_schema(METERS, 10)
+    with open_second(config) as other:
+        with store.claim(METERS, 0, 10, "the producer with pid 101"):
+            with pytest.raises(SubtablesClaimed) as refused:
+                other.claim(METERS, 5, 10, "the producer with pid 202")
+            message = str(refused.value)
+            assert "d5..d14" in message and "d0..d9 by the producer with pid 101" in message
+            assert "--first-table 15" in message
+            with other.claim(METERS, 10, 10, "the producer with pid 202"):
+                pass
+        with other.claim(METERS, 5, 10, "the producer with pid 202"):
+            pass
+
+
+def open_second(config: Config) -> Store:
+    """A second connection to the same store, as a second producer process has."""
+    from taosprsp.stores import open_store
+
+    return open_store(config)
+
+
+@pytest.mark.parametrize("store_kind", ["embedded"])
+def test_a_file_written_before_the_key_gets_it_keeping_the_last_row_of_each_key(config: Config) -> None:
+    import adbc_driver_sqlite.dbapi as adbc
+
+    batch = make_batch(METERS, 2, 10)
+    rewritten = make_batch(METERS, 2, 10, seed_value=9)
+    with adbc.connect(config.store.path, autocommit=True) as conn, conn.cursor() as cursor:
+        columns = ", ".join(f'"{name}"' for name in METERS.arrow_schema().names)
+        cursor.execute(f'CREATE TABLE "meters" ({columns})')
+        cursor.adbc_ingest("meters", batch, mode="append")
+        cursor.adbc_ingest("meters", rewritten, mode="append")
+    with EmbeddedStore(config.store.path, "meters") as store:
+        assert store.count(METERS) == 20
+        store.ensure_schema(METERS, 2)
+        assert store.count(METERS) == 10
+        assert sorted_rows(store.read_after(METERS, Watermark())) == sorted_rows(rewritten)
+        store.write(METERS, batch)
+        assert sorted_rows(store.read_after(METERS, Watermark())) == sorted_rows(batch)
+
+
+@pytest.mark.tdengine
+@pytest.mark.parametrize("store_kind", ["tdengine"])
+def test_a_claim_whose_producer_stopped_beating_no_longer_counts(store: Store, config: Config) -> None:
+    from taosprsp.stores.tdengine import CLAIM_STALE_SECONDS, CLAIMS_TABLE, TDengineStore
+
+    assert isinstance(store, TDengineStore)
+    store.ensure_schema(METERS, 4)
+    with store.claim(METERS, 0, 4, "the producer with pid 303"):
+        pass  # creates the claims table, then withdraws the claim
+    stale = store._now() - int((CLAIM_STALE_SECONDS + 5) * 1000)
+    store._execute(
+        f"INSERT INTO `{config.database.name}`.`{CLAIMS_TABLE}` VALUES "
+        f"({stale}, {stale}, 'meters', 0, 4, 'the producer with pid 404')"
+    )
+    with store.claim(METERS, 0, 4, "the producer with pid 505"):
+        with pytest.raises(SubtablesClaimed, match="pid 505"):
+            store.claim(METERS, 2, 1, "the producer with pid 606")

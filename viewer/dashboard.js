@@ -14,6 +14,11 @@
 //   document.body.dataset.state           'loading' | 'ready' | 'error: <message>'
 //   window.dashboardError                 last error message (or null)
 //   window.dashboardViewers               array of the <perspective-viewer> elements
+//   window.dashboardHistory               {state: 'closed' | 'loading' | 'ready' | 'error: <message>',
+//                                          viewer, range: {label, from, to}} of the history panel, shown
+//                                          when dashboard.json has "history": {table, websocket | null,
+//                                          path, timestamp, presets: [{label, seconds | null}], title, config}
+//                                          (websocket null: `path` on the live WebSocket's server)
 
 // The modules are imported dynamically (not with static `import`) so that a
 // missing ./node_modules (forgot `npm ci` in viewer/) shows an error banner
@@ -135,6 +140,124 @@ async function loadPanel(client, panel, viewer) {
   await viewer.restore(config);
 }
 
+// The history panel: a virtual table on its own WebSocket (dashboard.json "history".path beside the live
+// tables' /websocket), whose views run as SQL in the store over everything it holds. A time range becomes
+// filters on the timestamp column; the server picks the bucket width from that range (bucket(ts, 'auto')).
+const historyPanel = { state: "closed", viewer: null, range: null };
+window.dashboardHistory = historyPanel;
+
+function setHistoryState(state) {
+  historyPanel.state = state;
+  document.getElementById("history").dataset.state = state;
+}
+
+function historyUrl(liveUrl, path) {
+  const url = new URL(liveUrl);
+  url.pathname = url.pathname.replace(/\/websocket$/, "") + path;
+  return url.toString();
+}
+
+// A time as a datetime-local input's value (local time, seconds).
+function inputValue(ms) {
+  const local = new Date(ms - new Date(ms).getTimezoneOffset() * 60000);
+  return local.toISOString().slice(0, 19);
+}
+
+function showRange(range, message) {
+  const fmt = (ms) => new Date(ms).toLocaleString();
+  const text = range.from === null ? "everything stored" : `${fmt(range.from)} → ${fmt(range.to)}`;
+  document.getElementById("history-range").textContent = message || text;
+  for (const button of document.querySelectorAll("#history-presets button")) {
+    button.setAttribute("aria-pressed", String(button.dataset.label === range.label));
+  }
+  if (range.from !== null) {
+    document.getElementById("history-from").value = inputValue(range.from);
+    document.getElementById("history-to").value = inputValue(range.to);
+  }
+}
+
+async function applyRange(spec, range) {
+  // a view replaced while its last draw still reads it fails that read ("View not found"): let it finish
+  await historyPanel.viewer.flush();
+  const saved = await historyPanel.viewer.save();
+  const kept = (saved.filter || []).filter((f) => f[0] !== spec.timestamp);
+  const bounds = range.from === null ? [] : [[spec.timestamp, ">=", range.from], [spec.timestamp, "<", range.to]];
+  setHistoryState("loading");
+  await historyPanel.viewer.restore({ filter: [...kept, ...bounds] });
+  await historyPanel.viewer.flush();
+  historyPanel.range = range;
+  showRange(range);
+  setHistoryState("ready");
+}
+
+function presetRange(preset) {
+  const to = Date.now();
+  return preset.seconds === null
+    ? { label: preset.label, from: null, to: null }
+    : { label: preset.label, from: to - preset.seconds * 1000, to };
+}
+
+async function guarded(action) {
+  try {
+    await action();
+  } catch (e) {
+    const message = e && e.message ? e.message : String(e);
+    setHistoryState(`error: ${message}`);
+    document.getElementById("history-range").textContent = `error: ${message}`;
+  }
+}
+
+async function openHistory(perspective, spec, liveUrl) {
+  const section = document.getElementById("history");
+  const viewer = document.createElement("perspective-viewer");
+  viewer.dataset.table = spec.table;
+  section.appendChild(viewer);
+  historyPanel.viewer = viewer;
+  setHistoryState("loading");
+  const url = spec.websocket || historyUrl(liveUrl, spec.path);
+  const client = await withTimeout(perspective.websocket(url), CONNECT_TIMEOUT_MS, `websocket ${url}`);
+  await client.open_table(spec.table);
+  await viewer.load(client);
+  const range = presetRange(spec.presets.find((p) => p.seconds === 3600) || spec.presets[0]);
+  const bounds = range.from === null ? [] : [[spec.timestamp, ">=", range.from], [spec.timestamp, "<", range.to]];
+  const config = Object.assign({ theme: "Pro Dark" }, spec.config, { table: spec.table });
+  await viewer.restore({ ...config, filter: [...(config.filter || []), ...bounds] });
+  await viewer.flush();
+  historyPanel.range = range;
+  showRange(range);
+  setHistoryState("ready");
+}
+
+function setupHistory(perspective, spec, liveUrl) {
+  const toggle = document.getElementById("history-toggle");
+  const section = document.getElementById("history");
+  document.getElementById("history-title").textContent = spec.title || "History";
+  const presets = document.getElementById("history-presets");
+  for (const preset of spec.presets) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = preset.label;
+    button.dataset.label = preset.label;
+    button.addEventListener("click", () => guarded(() => applyRange(spec, presetRange(preset))));
+    presets.appendChild(button);
+  }
+  document.getElementById("history-apply").addEventListener("click", () =>
+    guarded(async () => {
+      const from = new Date(document.getElementById("history-from").value).getTime();
+      const to = new Date(document.getElementById("history-to").value).getTime();
+      if (!(from < to)) throw new Error("the custom range needs a start before its end");
+      await applyRange(spec, { label: "custom", from, to });
+    }),
+  );
+  toggle.hidden = false;
+  toggle.addEventListener("click", () => {
+    const open = section.hidden;
+    section.hidden = !open;
+    toggle.setAttribute("aria-expanded", String(open));
+    if (open && historyPanel.viewer === null) guarded(() => openHistory(perspective, spec, liveUrl));
+  });
+}
+
 async function main() {
   setState("loading");
   const [perspective, cfg] = await Promise.all([loadPerspective(), loadConfig()]);
@@ -150,6 +273,7 @@ async function main() {
     throw new Error(`cannot connect to ${url}: ${e && e.message ? e.message : e}`);
   }
   window.dashboardClient = client;
+  if (cfg.history) setupHistory(perspective, cfg.history, url);
   // Later failures (server stopped, connection dropped) surface here.
   client.on_error((message) => {
     showError(`connection to ${url} lost (reload the page to reconnect): ${message && message.message ? message.message : message}`);

@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from taosprsp.bench.latency import produce_options
 from taosprsp.bench.stages import Measure, Setup, epoch_ms, rounded
-from taosprsp.datasets import CLIENTS, SUBTABLE_COLUMN, TICKERS, Dataset, Precision
+from taosprsp.datasets import STOCKS, SUBTABLE_COLUMN, Dataset, Precision
 from taosprsp.produce import produce
 from taosprsp.stores import Watermark, open_store
 
@@ -36,6 +36,8 @@ BASELINE_REFRESH_SECONDS = 0.25
 BASELINE_REFRESH_CEILING = BASELINE_REFRESH_LIMIT / BASELINE_REFRESH_SECONDS
 """The most new rows per second the baseline's refresh can ever deliver, whatever the store can do."""
 REFRESH_MAX_SECONDS = 3.0
+TICKERS = STOCKS.field("ticker").pool
+CLIENTS = STOCKS.field("client").pool
 
 
 # --- the demos' own code, kept as they wrote it ---------------------------------------------------------
@@ -80,6 +82,31 @@ BASELINE_GENERATORS: dict[str, Callable[[int], list[dict[str, Any]]]] = {
 }
 
 
+def baseline_for(dataset: Dataset) -> Callable[[int], list[dict[str, Any]]]:
+    """The demos' generator of `dataset`; for a dataset they never had, one written their way: a row dict
+    per row, `random.*` per field."""
+    if dataset.name in BASELINE_GENERATORS:
+        return BASELINE_GENERATORS[dataset.name]
+    fields = [(f.name, f.is_time, f.is_numeric, f.values_pool() if f in dataset.tags else None) for f in dataset.fields]
+
+    def gen_data(count: int) -> list[dict[str, Any]]:
+        return [
+            {
+                name: dt.datetime.now()
+                if is_time
+                else random.choice(pool)
+                if pool
+                else random.uniform(0, 100)
+                if numeric
+                else str(random.randint(0, 9))
+                for name, is_time, numeric, pool in fields
+            }
+            for _ in range(count)
+        ]
+
+    return gen_data
+
+
 def baseline_records(dataset: Dataset, rows: pa.Table, precision: Precision) -> list[dict[str, Any]]:
     """Store-layout rows as the demos hand them to Perspective: one dict per row, times as epoch ms."""
     columns = {name: rows[name] for name in rows.column_names}
@@ -95,7 +122,7 @@ def baseline_records(dataset: Dataset, rows: pa.Table, precision: Precision) -> 
 def measure_generate(setup: Setup, rows: pa.Table) -> Measure:
     """One repeat of the demos' generator over `bench.rows` rows (it makes its own: `rows` is not used)."""
     count = setup.settings.rows
-    generate = BASELINE_GENERATORS[setup.dataset.name]
+    generate = baseline_for(setup.dataset)
 
     def measure(repeat: int) -> float:
         started = time.perf_counter()

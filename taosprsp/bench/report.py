@@ -6,6 +6,7 @@ import importlib.metadata
 import json
 import os
 import platform
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from taosprsp.bench.baseline import (
     RefreshResult,
 )
 from taosprsp.bench.latency import LatencyResult
+from taosprsp.bench.mqtt import MqttResult
 from taosprsp.bench.stages import Figures, StageResult, rounded, stage_names
 from taosprsp.config import Config, as_dict
 from taosprsp.errors import ExitCode, TaosprspError
@@ -51,6 +53,9 @@ class BenchReport:
     """The figures of each of `BASELINES` measured, by the stage it is compared with."""
     refresh: list[RefreshResult] = field(default_factory=list)
     versions: dict[str, str | None] = field(default_factory=dict)
+    mqtt: MqttResult | None = None
+    leftover: str = ""
+    """What the run could not remove afterwards (its scratch database), said for people; empty when nothing."""
 
     def stage(self, name: str) -> StageResult | None:
         return next((r for r in self.results if r.name == name), None)
@@ -59,6 +64,8 @@ class BenchReport:
         """The baseline rows/s a stage is compared with (see the `taosprsp.bench` docstring)."""
         if name in self.baseline:
             return self.baseline[name].median
+        if name.startswith("ingest-") and (bare := self.stage(name.replace("ingest-", "bare-", 1))):
+            return bare.median
         if name == "read" and self.refresh:
             return BASELINE_REFRESH_CEILING
         return None
@@ -66,7 +73,8 @@ class BenchReport:
     @property
     def ratios(self) -> dict[str, float | None]:
         ratios: dict[str, float | None] = {}
-        for name in ("generate", "feed", "read"):
+        compared = [r.name for r in self.results if r.stage == "ingest" and self.baseline_for(r.name)]
+        for name in ("generate", "feed", "read", *compared):
             ours, theirs = self.stage(name), self.baseline_for(name)
             ratios[name] = rounded(ours.median / theirs, 2) if ours and theirs else None
         top = max(self.refresh, key=lambda r: r.rate, default=None)
@@ -113,6 +121,7 @@ class BenchReport:
             "tables": dataset.tables,
             "results": results,
             "latency": [r.as_dict() for r in self.latency],
+            "mqtt": self.mqtt.as_dict() if self.mqtt else None,
             "baseline": baseline,
             "ratios": ratios,
             "versions": self.versions,
@@ -159,9 +168,10 @@ def machine() -> dict[str, Any]:
 # --- gates and outputs --------------------------------------------------------------------------------
 
 
-def parse_thresholds(specs: list[str], config: Config) -> dict[str, float]:
-    """`STAGE=ROWS_PER_S` options as a mapping; an unknown stage or a bad number is a usage error."""
-    valid = stage_names(config)
+def parse_thresholds(specs: list[str], config: Config, kind: str) -> dict[str, float]:
+    """`STAGE=ROWS_PER_S` options as a mapping for a run on a store of `kind`; an unknown stage or a bad number
+    is a usage error."""
+    valid = stage_names(config, kind)
     thresholds: dict[str, float] = {}
     for spec in specs:
         name, sep, value = spec.partition("=")
@@ -220,13 +230,13 @@ def render(report: BenchReport, console: Console) -> None:
     )
     ratios = report.ratios
     throughput = table(
-        "Throughput, rows/s (median, min and max of the repeats) and the seeds' way",
+        "Throughput, rows/s (median, min and max of the repeats) against a baseline",
         "stage",
         "batch",
         "median",
         "min",
         "max",
-        "seed",
+        "baseline",
         "ratio",
     )
     for r in report.results:
@@ -239,12 +249,18 @@ def render(report: BenchReport, console: Console) -> None:
             f"{min(r.figures.samples):,.0f}",
             f"{max(r.figures.samples):,.0f}",
             f"{baseline:,.0f}" if baseline else "-",
-            f"{ratio:,.1f}x" if ratio else "-",
+            f"{ratio:,.2f}x" if ratio and r.stage == "ingest" else f"{ratio:,.1f}x" if ratio else "-",
         )
     console.print(throughput)
     console.print(
-        f"  (read: the seeds' refresh delivers at most {BASELINE_REFRESH_LIMIT:,} new rows per "
-        f"{BASELINE_REFRESH_SECONDS * 1000:.0f} ms, whatever the store can do)",
+        "  (generate, feed: the seeds' way; read: the seeds' refresh delivers at most "
+        f"{BASELINE_REFRESH_LIMIT:,} new rows per {BASELINE_REFRESH_SECONDS * 1000:.0f} ms, whatever the store can do"
+        + (
+            "; ingest: the bare stmt2 loop of the same batch size, ready Python lists bound and executed"
+            if any(r.stage == "bare" for r in report.results)
+            else ""
+        )
+        + ")",
         style="dim",
         highlight=False,
     )
@@ -272,21 +288,72 @@ def render(report: BenchReport, console: Console) -> None:
             )
         console.print(refresh)
     latency = table(
-        "End-to-end latency, ms: write returned -> Perspective client saw the row",
+        "End-to-end latency, ms: write returned -> a Perspective client saw the row "
+        "(bare: a row delta of the window; dashboard: the default panels' views re-read)",
         "feed",
+        "client",
         "rows/s",
+        "window",
         "rows",
         "p50",
         "p95",
         "p99",
         "max",
         "unseen",
+        "serve CPU",
     )
     for r in report.latency:
         d = r.as_dict()
         figures = ("-" if d[key] is None else f"{d[key]:,.1f}" for key in ("p50_ms", "p95_ms", "p99_ms", "max_ms"))
-        latency.add_row(r.feed, f"{r.rate:,}", f"{d['rows']:,}", *figures, f"{d['unseen']:,}")
+        cpu = "-" if d["serve_cpu_percent"] is None else f"{d['serve_cpu_percent']:.0f}%"
+        feed = r.feed if r.wake == "off" else f"{r.feed}+{r.wake}"
+        latency.add_row(
+            feed, r.client, f"{r.rate:,}", f"{r.window_rows:,}", f"{d['rows']:,}", *figures, f"{d['unseen']:,}", cpu
+        )
     console.print(latency)
+    if report.mqtt is not None:
+        _render_mqtt(report.mqtt, console, table)
+
+
+def _render_mqtt(result: MqttResult, console: Console, table: Callable[..., Table]) -> None:
+    """The mqtt stage: ingest rates and CPU per message, and publish -> visible latency."""
+    if result.skipped:
+        console.print(f"  (mqtt stage skipped: {result.skipped})", style="dim", highlight=False)
+        return
+    drains = table(
+        f"MQTT ingest from {result.broker}: a backlog of one-row JSON messages drained into the store",
+        "ingesters",
+        "messages",
+        "msgs/s",
+        "ingest CPU us/msg",
+        "broker CPU us/msg",
+    )
+    for drain in result.drains:
+        d = drain.as_dict()
+        cpu = [
+            "-" if d[key] is None else f"{d[key]:,.1f}"
+            for key in ("ingester_cpu_us_per_message", "broker_cpu_us_per_message")
+        ]
+        drains.add_row(
+            str(drain.ingesters), f"{drain.ingested:,} of {drain.published:,}", f"{d['messages_per_second']:,.0f}", *cpu
+        )
+    console.print(drains)
+    if result.latency is not None:
+        d = result.latency.as_dict()
+        figures = ("-" if d[key] is None else f"{d[key]:,.1f}" for key in ("p50_ms", "p95_ms", "p99_ms", "max_ms"))
+        latency = table(
+            f"MQTT latency, ms: published -> a Perspective client saw the row (ingester flush "
+            f"{result.flush_interval * 1000:g} ms, feed {result.latency.wake})",
+            "msgs/s",
+            "rows",
+            "p50",
+            "p95",
+            "p99",
+            "max",
+            "unseen",
+        )
+        latency.add_row(f"{result.latency.rate:,}", f"{d['rows']:,}", *figures, f"{d['unseen']:,}")
+        console.print(latency)
 
 
 def write_plot(report: BenchReport, path: Path) -> None:
@@ -330,7 +397,9 @@ def write_plot(report: BenchReport, path: Path) -> None:
         if len(samples):
             fraction = np.arange(1, len(samples) + 1) / len(samples)
             cdf.plot(
-                samples, fraction, label=f"{result.feed} @ {result.rate:,} rows/s (p99 {result.percentile(99):.0f} ms)"
+                samples,
+                fraction,
+                label=f"{result.label} @ {result.rate:,} rows/s (p99 {result.percentile(99):.0f} ms)",
             )
     for q in (0.5, 0.95, 0.99):
         cdf.axhline(q, color="grey", linewidth=0.5, linestyle=":")

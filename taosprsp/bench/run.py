@@ -16,14 +16,15 @@ from typing import TypeVar
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
 from taosprsp.bench.baseline import BASELINES, measure_refresh
-from taosprsp.bench.latency import feed_modes, measure_latency
+from taosprsp.bench.latency import CLIENTS, feed_modes, fill_window, measure_latency
+from taosprsp.bench.mqtt import measure_mqtt
 from taosprsp.bench.report import BenchReport, versions
 from taosprsp.bench.stages import Figures, Measure, Setup, Throughput, pipeline
 from taosprsp.config import BenchSettings, Config
-from taosprsp.datasets import get_dataset
+from taosprsp.datasets import Dataset
 from taosprsp.errors import ExitCode, TaosprspError
 from taosprsp.progress import TaskProgress
-from taosprsp.stores import open_store
+from taosprsp.stores import dataset_for, open_store
 
 QUICK = {"rows": 20_000, "repeats": 1, "latency_rates": [1_000], "latency_seconds": 2.0}
 
@@ -35,25 +36,37 @@ def quick_config(config: Config) -> Config:
     return config.replace(bench={**QUICK, "rows": min(config.bench.rows, QUICK["rows"])})
 
 
-def run_bench(config: Config, kind: str, quick: bool = False, show_progress: bool = False) -> BenchReport:
+def run_bench(
+    config: Config, kind: str, quick: bool = False, show_progress: bool = False, dataset: Dataset | None = None
+) -> BenchReport:
     """Measure every stage on a fresh store of `kind` (`embedded` or `tdengine`), then remove that store.
 
+    The rows have the schema of `dataset` (see `served_dataset`; default: the configured declaration).
     `show_progress` draws a bar of the measurements on stderr.
     """
+    dataset = dataset or config.declared_dataset
     if quick:
         config = quick_config(config)
     _check(config.bench)
     started = time.perf_counter()
     started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     columns = (TextColumn("bench: {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with (
-        _scratch_store(config, kind) as scratch,
-        TaskProgress(*columns, show=show_progress, description="starting") as progress,
-    ):
-        report = BenchReport(scratch, kind, quick, started_at=started_at)
-        _measure(Setup.of(scratch, kind), report, progress)
+    report = BenchReport(config, kind, quick, started_at=started_at)
+    try:
+        with (
+            _scratch_store(config, kind, dataset) as scratch,
+            TaskProgress(*columns, show=show_progress, description="starting") as progress,
+        ):
+            report.config = scratch
+            _measure(Setup.of(scratch, kind, dataset), report, progress)
+    except ScratchLeftBehind as exc:  # everything was measured: keep the figures, say what is left
+        report.leftover = str(exc)
     report.seconds = time.perf_counter() - started
     return report
+
+
+class ScratchLeftBehind(TaosprspError):
+    """A run measured everything but could not remove its scratch database."""
 
 
 def _check(settings: BenchSettings) -> None:
@@ -81,13 +94,15 @@ class _Steps:
 
 
 def _measure(setup: Setup, report: BenchReport, progress: TaskProgress) -> None:
-    """The throughput stages in pipeline order and the baseline's on one store, then refresh and latency."""
+    """The throughput stages in pipeline order and the baseline's on one store, then refresh, latency and mqtt."""
     settings = setup.settings
-    stages = pipeline(settings)
+    stages = pipeline(settings, setup.kind)
     refresh_rates = settings.latency_rates
-    latency_runs = [(mode, rate) for mode in feed_modes(setup.kind) for rate in settings.latency_rates]
+    latency_runs = [
+        (mode, rate, client) for mode in feed_modes(setup.kind) for rate in settings.latency_rates for client in CLIENTS
+    ]
     repeated = len(stages) + len(BASELINES)
-    steps = _Steps(progress, total=settings.repeats * repeated + len(refresh_rates) + len(latency_runs))
+    steps = _Steps(progress, total=settings.repeats * repeated + len(refresh_rates) + len(latency_runs) + 1)
     with open_store(setup.config, setup.kind) as store:
         store.ensure_schema(setup.dataset, setup.tables, drop=True)
         status = store.status(setup.dataset)
@@ -104,14 +119,28 @@ def _measure(setup: Setup, report: BenchReport, progress: TaskProgress) -> None:
         report.refresh.append(
             steps.run(f"baseline refresh vs ours at {rate:,} rows/s", partial(measure_refresh, setup, rate))
         )
-    for mode, rate in latency_runs:
+    fill_window(setup)  # latency as on a server running a while: its window full
+    for mode, rate, client in latency_runs:
         report.latency.append(
-            steps.run(f"latency, {mode} feed, {rate:,} rows/s", partial(measure_latency, setup, mode, rate))
+            steps.run(
+                f"latency, {mode} feed, {rate:,} rows/s, {client} client",
+                partial(measure_latency, setup, mode, rate, client),
+            )
         )
+    report.mqtt = steps.run("mqtt: ingest, publish -> visible", partial(measure_mqtt, setup, report.quick))
+
+
+def served_dataset(config: Config, kind: str) -> Dataset:
+    """The schema of the table the configured store holds (discovered, declared or not), so that a bench
+    measures rows like the user's; the configured declaration when the store does not hold it."""
+    if kind == "embedded" and not Path(config.store.path).exists():
+        return config.declared_dataset
+    with open_store(config, kind) as store:
+        return dataset_for(store, config)
 
 
 @contextmanager
-def _scratch_store(config: Config, kind: str) -> Iterator[Config]:
+def _scratch_store(config: Config, kind: str, dataset: Dataset) -> Iterator[Config]:
     """The config of a fresh store of `kind`, removed on exit."""
     if kind == "embedded":
         workdir = Path(tempfile.mkdtemp(prefix="taosprsp-bench-"))
@@ -121,16 +150,22 @@ def _scratch_store(config: Config, kind: str) -> Iterator[Config]:
             shutil.rmtree(workdir, ignore_errors=True)
         return
     suffix = uuid.uuid4().hex[:8]
-    scratch = config.replace(store={"kind": kind}, database={"name": f"taosprsp_bench_{suffix}"})
+    # one vgroup: a throwaway database should not take more of a small server's few vnodes
+    scratch = config.replace(store={"kind": kind}, database={"name": f"taosprsp_bench_{suffix}", "vgroups": 1})
     try:
         yield scratch
     except BaseException:
         with suppress(TaosprspError):  # the error in hand says more than a failed clean-up
-            _drop_tdengine(scratch)
+            _drop_tdengine(scratch, dataset)
         raise
-    _drop_tdengine(scratch)
+    try:
+        _drop_tdengine(scratch, dataset)
+    except TaosprspError as exc:
+        raise ScratchLeftBehind(
+            f"could not drop the scratch database {scratch.database.name} ({exc}); `taosprsp db purge --yes` removes it"
+        ) from exc
 
 
-def _drop_tdengine(config: Config) -> None:
+def _drop_tdengine(config: Config, dataset: Dataset) -> None:
     with open_store(config, "tdengine") as store:
-        store.drop(get_dataset(config.dataset.name))
+        store.drop(dataset)

@@ -1,8 +1,14 @@
-"""The throughput stages, in pipeline order: generate, ingest at every batch size, read, feed.
+"""The throughput stages, in pipeline order: generate, ingest at every batch size, read, feed, history.
+
+On TDengine each ingest stage is followed by a bare stmt2 loop at the same batch size: the same rows,
+prepared as the Python lists the driver takes before the clock starts, bound and executed. `ingest` over
+`bare` is what taosprsp costs on top of the client itself.
 
 Each stage is measured `bench.repeats` times on `bench.rows` rows; every repeat gives rows per second.
 The stages share one scratch store and follow each other's data: ingest writes after a clock set in the
-past, read reads back what it wrote after the ingest rows, and feed pushes what read returned.
+past, read reads back what it wrote after the ingest rows, and feed pushes what read returned. history
+makes a grouped view of the history table (the mean of the first headline column per group tag), computed
+by SQL in the store over every row the stages wrote: rows aggregated per second.
 """
 
 from __future__ import annotations
@@ -19,13 +25,15 @@ import perspective
 import pyarrow as pa
 
 from taosprsp.config import BenchSettings, Config
-from taosprsp.datasets import TICKS_PER_SECOND, Dataset, Precision, get_dataset
+from taosprsp.datasets import TICKS_PER_SECOND, Dataset, Precision
+from taosprsp.derived import DerivedTables, derived_specs
 from taosprsp.feed import Feed
 from taosprsp.generate import Clock, Generator, spread
+from taosprsp.history import HistoryBackend, HistorySource
 from taosprsp.serve import make_tables
-from taosprsp.stores import Store, Watermark
+from taosprsp.stores import Store, TDengineStore, Watermark, open_store
 
-StageKind = Literal["generate", "ingest", "read", "feed"]
+StageKind = Literal["generate", "ingest", "bare", "read", "feed", "history"]
 Measure = Callable[[int], float]
 """One repeat of a measurement (the repeat's number in, rows per second out)."""
 
@@ -60,8 +68,9 @@ class Setup:
     dataset: Dataset
 
     @classmethod
-    def of(cls, config: Config, kind: str) -> Setup:
-        return cls(config, kind, get_dataset(config.dataset.name))
+    def of(cls, config: Config, kind: str, dataset: Dataset | None = None) -> Setup:
+        """The setup of a run on `config`'s store: `dataset`, or the configured declaration."""
+        return cls(config, kind, dataset or config.declared_dataset)
 
     @property
     def settings(self) -> BenchSettings:
@@ -90,30 +99,48 @@ class Stage:
 
     @property
     def name(self) -> str:
-        return f"{self.stage}-{self.batch}" if self.stage == "ingest" else self.stage
+        return f"{self.stage}-{self.batch}" if self.stage in ("ingest", "bare") else self.stage
+
+    @property
+    def writes(self) -> bool:
+        """Whether the stage writes its rows into the scratch store."""
+        return self.stage in ("ingest", "bare")
 
     @property
     def label(self) -> str:
         """What the progress display says while the stage runs."""
         if self.stage == "ingest":
             return f"ingest, {self.batch:,} rows a write"
-        return {"generate": "generate", "read": "read into Arrow", "feed": "feed into Perspective"}[self.stage]
+        if self.stage == "bare":
+            return f"bare stmt2 loop, {self.batch:,} rows a bind"
+        return {
+            "generate": "generate",
+            "read": "read into Arrow",
+            "feed": "feed into Perspective (window, latest and derived tables)",
+            "history": "history: grouped view in SQL",
+        }[self.stage]
 
 
-def pipeline(settings: BenchSettings) -> list[Stage]:
-    """The throughput stages a run measures, in order."""
+def pipeline(settings: BenchSettings, kind: str) -> list[Stage]:
+    """The throughput stages a run on a store of `kind` measures, in order."""
     chunk = max(settings.batch_sizes)
+    bare = kind == "tdengine"
     return [
         Stage("generate", chunk),
-        *(Stage("ingest", b) for b in settings.batch_sizes),
+        *(
+            stage
+            for b in settings.batch_sizes
+            for stage in (Stage("ingest", b), *((Stage("bare", b),) if bare else ()))
+        ),
         Stage("read", None),
         Stage("feed", chunk),
+        Stage("history", None),
     ]
 
 
-def stage_names(config: Config) -> list[str]:
-    """The throughput figures a run produces, by the names `--fail-under` takes."""
-    return [stage.name for stage in pipeline(config.bench)]
+def stage_names(config: Config, kind: str) -> list[str]:
+    """The throughput figures a run on a store of `kind` produces, by the names `--fail-under` takes."""
+    return [stage.name for stage in pipeline(config.bench, kind)]
 
 
 @dataclass(frozen=True)
@@ -144,6 +171,8 @@ class Throughput:
         self.clock = self._bulk_clock()
         self.rows = pa.table({})
         """What the read stage returned: the feed stage's (and the baseline feed's) input."""
+        self.stored = 0
+        """The rows the store held when the history stage aggregated them."""
 
     def measure(self, stage: Stage) -> Measure:
         """One repeat of `stage`; first writes what a read stage will read."""
@@ -152,20 +181,27 @@ class Throughput:
                 return self._generate
             case Stage(stage="ingest", batch=int(batch)):
                 return partial(self._ingest, batch)
+            case Stage(stage="bare", batch=int(batch)):
+                return partial(self._bare, batch)
             case Stage(stage="read"):
                 return self._prepare_read()
+            case Stage(stage="history"):
+                return self._history
             case _:
                 return self._feed
 
     def result(self, stage: Stage, figures: Figures) -> StageResult:
         rows = self.rows.num_rows if stage.stage in ("read", "feed") else self.setup.settings.rows
+        if stage.stage == "history":
+            rows = self.stored
         return StageResult(stage.stage, stage.batch, rows, figures)
 
     def _bulk_clock(self) -> Clock:
         """A clock for the bulk stages, far enough in the past that live rows written later come after."""
         setup = self.setup
         ticks = TICKS_PER_SECOND[setup.precision]
-        bulk_rows = setup.settings.rows * (setup.settings.repeats * len(setup.settings.batch_sizes) + 1)
+        writing = sum(stage.writes for stage in pipeline(setup.settings, setup.kind))
+        bulk_rows = setup.settings.rows * (setup.settings.repeats * writing + 1)
         span = max(86_400 * ticks, 2 * (bulk_rows // setup.tables + 1))
         start = time.time_ns() // (1_000_000_000 // ticks) - span
         return Clock(setup.precision, np.full(setup.tables, start, dtype=np.int64))
@@ -197,6 +233,16 @@ class Throughput:
             self.store.write(self.setup.dataset, table)
         return rows / (time.perf_counter() - started)
 
+    def _bare(self, batch: int, repeat: int) -> float:
+        """The same rows as `_ingest`'s, as the driver's Python lists before the clock starts: bind + execute."""
+        store, dataset = self.store, self.setup.dataset
+        assert isinstance(store, TDengineStore), "the pipeline has bare stages on TDengine only"
+        ready = [store.as_lists(dataset, table) for table in self._batches(self.setup.settings.rows, batch, repeat)]
+        started = time.perf_counter()
+        for calls in ready:
+            store.write_lists(dataset, calls)
+        return self.setup.settings.rows / (time.perf_counter() - started)
+
     def _prepare_read(self) -> Measure:
         """Writes `rows` rows after the ingested ones; the read returns exactly those."""
         dataset = self.setup.dataset
@@ -218,14 +264,40 @@ class Throughput:
         return read
 
     def _feed(self, repeat: int) -> float:
+        """What serve's feed does with the rows of a poll: the window, the latest table and the derived tables,
+        no view attached."""
         setup, rows = self.setup, self.rows
         chunks = [rows.slice(start, setup.chunk) for start in range(0, rows.num_rows, setup.chunk)]
-        window, latest = make_tables(perspective.Server().new_local_client(), setup.dataset)
-        feed = Feed(setup.dataset, setup.precision, window, latest, setup.config.server.limit)
+        client = perspective.Server().new_local_client()
+        window, latest = make_tables(client, setup.dataset)
+        derived = DerivedTables(setup.dataset, setup.precision, derived_specs(setup.config, setup.dataset))
+        derived.host(client)
+        feed = Feed(setup.dataset, setup.precision, window, latest, setup.config.server.limit, derived)
         started = time.perf_counter()
         for chunk in chunks:
-            feed.apply(chunk)
+            feed.apply(chunk, only_newer=False)  # the read selected them, as `Store.read_new` does
+        window.size()  # Perspective defers part of an update to the next request: wait for it
         seconds = time.perf_counter() - started
-        window.delete()
-        latest.delete()
+        for table in (window, latest, *derived.hosted.values()):
+            table.delete()
         return rows.num_rows / seconds
+
+    def _history(self, repeat: int) -> float:
+        """The history table's grouped view of every stored row, made as a dashboard client makes it."""
+        setup = self.setup
+        dataset = setup.dataset
+        first = dataset.headline[0]
+        config = {"columns": [first], "group_by": [dataset.group_tag], "aggregates": {first: "avg"}}
+        backend = HistoryBackend(
+            HistorySource("bench_history", dataset, setup.precision),
+            lambda: open_store(setup.config, setup.kind),
+            setup.config.history,
+        )
+        try:
+            self.stored = self.store.count(dataset)
+            started = time.perf_counter()
+            backend.make_view(config)
+            seconds = time.perf_counter() - started
+        finally:
+            backend.close()
+        return self.stored / seconds

@@ -12,8 +12,9 @@ from pathlib import Path
 import typer
 
 from taosprsp import __version__
-from taosprsp.cli import bench, config_cmd, db, lifecycle, produce, serve
+from taosprsp.cli import bench, config_cmd, db, forward, ingest, lifecycle, ops, produce, serve, transfer
 from taosprsp.cli.common import ARGV, GlobalOptionsGroup, State, StoreChoice, value_of
+from taosprsp.config import CONFIG_ENV
 
 app = typer.Typer(
     name="taosprsp",
@@ -36,10 +37,27 @@ app.command("ps")(lifecycle.ps)
 app.command()(lifecycle.teardown)
 db_app.command("seed")(db.seed)
 db_app.command("status")(db.status)
+db_app.command("purge")(db.purge)
 db_app.command("up")(lifecycle.db_up)
 config_app.command("show")(config_cmd.show)
+import_app = typer.Typer(help="Import files into the super table.", no_args_is_help=True)
+export_app = typer.Typer(help="Export the super table to files.", no_args_is_help=True)
+import_app.command("csv")(transfer.import_csv)
+export_app.command("csv")(transfer.export_csv)
 app.add_typer(db_app, name="db")
+app.add_typer(import_app, name="import")
+app.add_typer(export_app, name="export")
 app.add_typer(config_app, name="config")
+ingest_app = typer.Typer(help="Take rows in from outside: an MQTT broker.", no_args_is_help=True)
+forward_app = typer.Typer(help="Send new rows of the store onward: to an MQTT broker.", no_args_is_help=True)
+ingest_app.command("mqtt")(ingest.mqtt)
+forward_app.command("mqtt")(forward.mqtt)
+app.add_typer(ingest_app, name="ingest")
+app.add_typer(forward_app, name="forward")
+ops_app = typer.Typer(help="Signal operations ([operations.NAME]) over stored history.", no_args_is_help=True)
+ops_app.command("run")(ops.run)
+ops_app.command("list")(ops.list_operations)
+app.add_typer(ops_app, name="ops")
 
 
 def _version(value: bool) -> None:
@@ -55,7 +73,7 @@ def main_options(
         None,
         "--config",
         "-c",
-        envvar="TAOSPRSP_CONFIG",
+        envvar=CONFIG_ENV,
         help="TOML config file (see configs/default.toml).",
         dir_okay=False,
     ),

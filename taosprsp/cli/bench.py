@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from taosprsp.cli.common import State, out
+from taosprsp.cli.common import State, database_option, out, stable_option
 from taosprsp.errors import ExitCode, TaosprspError
 
 
@@ -36,10 +36,12 @@ def bench(
         "--fail-under",
         metavar="STAGE=ROWS_PER_S",
         help="Exit 7 when STAGE's median is under ROWS_PER_S (repeatable); "
-        "stages: generate, ingest-<batch>, read, feed.",
+        "stages: generate, ingest-<batch>, bare-<batch> (TDengine), read, feed.",
     ),
     repeats: int | None = typer.Option(None, "--repeats", min=1, help="Repeats per stage. \\[default: bench.repeats]"),
     rows: int | None = typer.Option(None, "--rows", min=1, help="Rows per measurement. \\[default: bench.rows]"),
+    database: str | None = database_option(),
+    stable: str | None = stable_option(),
 ) -> None:
     """Measure rows/s of every stage (generate, ingest, read, feed) and end-to-end latency, against the seeds' way.
 
@@ -56,17 +58,23 @@ def bench(
     from taosprsp.stores import resolve_kind
 
     state: State = ctx.obj
-    config = state.config(bench={"repeats": repeats, "rows": rows})
-    thresholds = benchmark.parse_thresholds(fail_under, config)
+    config = state.config(
+        bench={"repeats": repeats, "rows": rows}, dataset={"stable": stable}, database={"name": database}
+    )
+    kind = resolve_kind(config)
+    thresholds = benchmark.parse_thresholds(fail_under, config, kind)
     for path, option in ((json_path, "--json"), (plot, "--plot")):
         if path is not None:
             benchmark.check_output_path(path, option)
-    report = benchmark.run_bench(config, resolve_kind(config), quick=quick, show_progress=state.show_progress)
+    dataset = benchmark.served_dataset(config, kind)
+    report = benchmark.run_bench(config, kind, quick=quick, show_progress=state.show_progress, dataset=dataset)
     if json_path is not None:
         benchmark.write_json(report, json_path)
     if plot is not None:
         benchmark.write_plot(report, plot)
     state.emit(report.as_dict(), lambda: benchmark.render(report, out))
+    if report.leftover:
+        raise TaosprspError(report.leftover)
     failures = benchmark.below_thresholds(report, thresholds)
     if failures:
         raise TaosprspError("; ".join(failures), ExitCode.BELOW_THRESHOLD)

@@ -7,10 +7,11 @@ in a config file or the environment is a config error (exit 3).
 
 from __future__ import annotations
 
+import functools
 import json
 import traceback
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -18,9 +19,12 @@ from typing import Any
 
 import typer
 from rich.console import Console
+
+# Typer 0.29 vendors Click and exports only BadParameter of its exceptions; the others are caught here.
+from typer._click.exceptions import NoArgsIsHelpError, UsageError
 from typer.core import TyperGroup
 
-from taosprsp.config import Config, FeedMode, Protocol, StoreKind, load_config, parse_duration
+from taosprsp.config import Config, FeedMode, Protocol, StoreKind, format_duration, load_config, parse_duration
 from taosprsp.errors import ConfigError, ExitCode, TaosprspError
 from taosprsp.progress import interactive
 
@@ -76,9 +80,22 @@ class State:
         else:
             human()
 
-    def argv_without_background(self) -> list[str]:
-        """This invocation's arguments, for the same command run detached."""
-        return [arg for arg in self.argv if arg != "--background"]
+    def argv_without_background(self, secret_options: Collection[str] = ()) -> list[str]:
+        """This invocation's arguments, for the same command run detached.
+
+        `secret_options` are left out with their values: argv is recorded in the pid file and shown by `ps`,
+        so their values travel to the child in its environment instead (`start_background`'s `secrets`).
+        """
+        kept: list[str] = []
+        skip_value = False
+        for arg in self.argv:
+            if skip_value:
+                skip_value = False
+            elif arg in secret_options:
+                skip_value = True
+            elif arg != "--background" and arg.split("=", 1)[0] not in secret_options:
+                kept.append(arg)
+        return kept
 
 
 class GlobalOptionsGroup(TyperGroup):
@@ -88,9 +105,17 @@ class GlobalOptionsGroup(TyperGroup):
         ctx.meta[ARGV] = list(args)
         return super().parse_args(ctx, self.hoist_global_options(list(args)))
 
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except UsageError as exc:
+            _usage_error(exc)
+
     def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except UsageError as exc:
+            _usage_error(exc)
         except TaosprspError as exc:
             if isinstance(ctx.obj, State) and ctx.obj.verbose:
                 err.print(traceback.format_exc(), style="dim", markup=False, highlight=False)
@@ -101,14 +126,11 @@ class GlobalOptionsGroup(TyperGroup):
             raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
 
     def global_options(self) -> dict[str, bool]:
-        """Each name of a global option, and whether it takes a value.
-
-        The global options are those the root callback receives, except eager ones (`--version`).
-        """
+        """Each name of a global option (those the root callback receives), and whether it takes a value."""
         return {
             name: not (option.is_flag or option.count)
             for option in self.params
-            if option.expose_value and not option.is_eager
+            if option.expose_value
             for name in (*option.opts, *option.secondary_opts)
         }
 
@@ -140,6 +162,15 @@ class GlobalOptionsGroup(TyperGroup):
         return front + rest
 
 
+def _usage_error(exc: UsageError) -> typing.NoReturn:
+    """A bad command line as one red line naming where help is, and exit 2; `taosprsp db` alone still shows help."""
+    if isinstance(exc, NoArgsIsHelpError):
+        raise exc
+    where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+    err.print(f"error: {exc.format_message()}{where}", style="bold red", markup=False, highlight=False)
+    raise typer.Exit(int(ExitCode.USAGE)) from None
+
+
 def _own_options(command: Any) -> set[str]:
     return {name for param in command.params for name in (*param.opts, *param.secondary_opts)}
 
@@ -157,20 +188,39 @@ def _is_global(name: str, globals_: dict[str, bool]) -> bool:
     )
 
 
-def _seconds(text: str) -> float:
+def _seconds(text: str, minimum: float = 0.0) -> float:
     try:
-        return parse_duration(text)
+        seconds = parse_duration(text)
     except ConfigError as exc:
         raise typer.BadParameter(str(exc)) from None
+    if seconds < minimum:
+        raise typer.BadParameter(f"must be at least {format_duration(minimum)}, got {text!r}")
+    return seconds
 
 
-def duration_option(*names: str, help: str, default: str | None = None) -> Any:
-    """An option holding a duration (`250ms`, `30s`, `1d`) as float seconds; a bad one is a usage error."""
-    return typer.Option(default, *names, parser=_seconds, metavar="DURATION", help=help)
+def duration_option(*names: str, help: str, default: str | None = None, minimum: float = 0.0) -> Any:
+    """An option holding a duration (`250ms`, `30s`, `1d`) as float seconds; a bad one (or one under `minimum`)
+    is a usage error."""
+    return typer.Option(
+        default, *names, parser=functools.partial(_seconds, minimum=minimum), metavar="DURATION", help=help
+    )
 
 
 def tables_option(help: str) -> Any:
     return typer.Option(None, "--tables", "-t", min=1, help=f"{help} \\[default: dataset.tables]")
+
+
+def database_option() -> Any:
+    return typer.Option(None, "--database", help="TDengine database. \\[default: database.name]")
+
+
+def stable_option() -> Any:
+    return typer.Option(
+        None,
+        "--stable",
+        help="Super table (embedded store: table); an existing one is served as it is, declared or not. "
+        "\\[default: dataset.stable, else dataset.name]",
+    )
 
 
 def port_option(help: str, default_key: str) -> Any:
@@ -179,6 +229,47 @@ def port_option(help: str, default_key: str) -> Any:
 
 def seed_option() -> Any:
     return typer.Option(None, "--seed", help="Random seed, for a reproducible run.")
+
+
+def _token(text: str) -> str:
+    from taosprsp.access import check_token
+
+    try:
+        check_token(text)
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return text
+
+
+def token_option() -> Any:
+    """`--token`: the token clients must present (server.token); a weak one is a usage error."""
+    return typer.Option(
+        None,
+        "--token",
+        parser=_token,
+        metavar="TOKEN",
+        help="Token every client must present (server.token). Visible in `ps`: prefer TAOSPRSP_SERVER_TOKEN "
+        "or the config file.",
+    )
+
+
+def insecure_option() -> Any:
+    return typer.Option(
+        False,
+        "--insecure",
+        help="Serve beyond loopback without a token: anyone who can reach the port reads the data.",
+    )
+
+
+def warn_loudly(warning: str | None) -> None:
+    """A warning such as what `--insecure` exposes, in red on stderr."""
+    if warning:
+        err.print(f"WARNING: {warning}", style="bold red", markup=False, highlight=False)
+
+
+def token_hint(token: str) -> str:
+    """How a browser gets in when a token is set (a line to append); the token itself is never printed."""
+    return "\n  token required: open the dashboard once as <url>?token=<your token>" if token else ""
 
 
 def background_option() -> Any:

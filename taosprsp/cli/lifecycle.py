@@ -9,7 +9,17 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from taosprsp.cli.common import State, duration_option, err, out, port_option
+from taosprsp.cli.common import (
+    State,
+    duration_option,
+    err,
+    insecure_option,
+    out,
+    port_option,
+    token_hint,
+    token_option,
+    warn_loudly,
+)
 from taosprsp.errors import TaosprspError
 
 
@@ -166,6 +176,14 @@ def demo(
     rate: float = typer.Option(1000.0, "--rate", "-r", min=1, help="Rows/s the background producer writes."),
     history: int = typer.Option(36_000, "--history", min=0, help="Rows of the past hour seeded into an empty store."),
     port: int | None = port_option("Server port.", "server.port"),
+    token: str | None = token_option(),
+    insecure: bool = insecure_option(),
+    mqtt: bool = typer.Option(
+        False,
+        "--mqtt",
+        help="The edge path: the producer publishes to an MQTT broker (mqtt.url; mosquitto is started there "
+        "when none answers) and `ingest mqtt` writes into the store.",
+    ),
 ) -> None:
     """The whole pipeline in one command: store, seed, producer, server and dashboard; Ctrl-C stops it all.
 
@@ -175,27 +193,33 @@ def demo(
 
         taosprsp demo
         taosprsp --config configs/stocks.toml demo --store embedded --port 8090
+        taosprsp demo --mqtt   # producer -> broker -> ingest -> store -> serve
     """
     from taosprsp.demo import run_demo
+    from taosprsp.serve import served_access
     from taosprsp.web import ws_url
 
     state: State = ctx.obj
-    config = state.config(server={"port": port})
+    config = state.config(server={"port": port, "token": token})
+    warn_loudly(served_access(config, insecure).exposure_warning)  # before a store is started or seeded
 
-    def ready(url: str, decision: Any) -> None:
+    def ready(url: str, decision: Any, broker: Any) -> None:
+        path = f"\n{broker.reason}; publishing to it and ingesting from it" if broker else ""
         state.emit(
             {
                 "url": url,
                 "websocket": ws_url(url),
                 "store": decision.kind,
                 "reason": decision.reason,
+                "mqtt": {"broker": broker.url, "reason": broker.reason} if broker else None,
             },
             lambda: err.print(
-                f"{decision.reason}\nproducing {rate:g} rows/s in the background; dashboard: {url}\n"
-                "Ctrl-C to stop everything",
+                f"{decision.reason}{path}\nproducing {rate:g} rows/s in the background; dashboard: {url}"
+                f"{token_hint(config.server.token)}\nCtrl-C to stop everything",
                 highlight=False,
+                markup=False,
             ),
         )
         sys.stdout.flush()
 
-    run_demo(config, rate, history, ready, show_progress=state.show_progress)
+    run_demo(config, rate, history, ready, show_progress=state.show_progress, insecure=insecure, mqtt=mqtt)

@@ -9,12 +9,16 @@ from taosprsp.cli.common import (
     State,
     background_option,
     choice,
+    database_option,
     duration_option,
+    err,
     out,
     seed_option,
+    stable_option,
     tables_option,
     value_of,
 )
+from taosprsp.config import MIN_INTERVAL
 from taosprsp.errors import ExitCode, TaosprspError
 from taosprsp.produce import Sink
 
@@ -32,7 +36,9 @@ def produce(
     ),
     interval: float | None = duration_option(
         "--interval",
-        help="Seed style: one batch every INTERVAL (e.g. 250ms); the rate becomes batch/interval.",
+        minimum=MIN_INTERVAL,
+        help="Seed style: one batch every INTERVAL (e.g. 250ms, at least 1ms); the rate becomes batch/interval, "
+        "so it does not go with --rate.",
     ),
     batch: int | None = typer.Option(
         None,
@@ -42,7 +48,9 @@ def produce(
         help="Rows per write. \\[default: a tenth of a second's rows, at most 10,000]",
     ),
     count: int | None = typer.Option(None, "--count", "-n", min=1, help="Stop after N rows."),
-    duration: float | None = duration_option("--duration", "-d", help="Stop after this long (e.g. 30s)."),
+    duration: float | None = duration_option(
+        "--duration", "-d", help="Stop after this long (e.g. 30s); without it (and --count), run until stopped."
+    ),
     tables: int | None = tables_option("Subtables to spread rows over."),
     protocol: ProtocolChoice | None = typer.Option(
         None,
@@ -52,30 +60,43 @@ def produce(
     sink: SinkChoice = typer.Option(
         "store",
         "--sink",
-        help="store: write; null: generate and encode only, to show the generator's ceiling.",
+        help="store: write; null: generate and encode only, to show the generator's ceiling; mqtt: publish each "
+        "row as a message to mqtt.url (mqtt.topic, mqtt.format), as devices would.",
     ),
     seed_value: int | None = seed_option(),
+    first_table: int = typer.Option(
+        0,
+        "--first-table",
+        min=0,
+        help="Number of the first subtable (d0 is 0): producers on disjoint subtables run side by side.",
+    ),
     background: bool = background_option(),
+    database: str | None = database_option(),
+    stable: str | None = stable_option(),
 ) -> None:
     """Generate rows with numpy and write them at a controlled rate; Ctrl-C or SIGTERM flushes and summarizes.
 
-    Rows that could not be written after reconnecting are counted and make the exit code 5.
+    Rows that could not be written after reconnecting, or that the store refused (not retried: a reconnect
+    cannot cure a schema mismatch), are counted and make the exit code 5.
 
     Examples:
 
         taosprsp produce --rate 50000 --duration 30s
         taosprsp produce --interval 250ms --batch 250 --tables 10
+        taosprsp produce --rate 5000 --tables 10 --first-table 10   # beside one on d0..d9
         taosprsp --json produce --count 1000000 --rate 0 --sink null
+        taosprsp produce --sink mqtt --rate 1000   # simulated devices; `ingest mqtt` takes them in
     """
-    from taosprsp.datasets import get_dataset
-    from taosprsp.produce import ProduceOptions, StopSignal
+    from taosprsp.lifecycle import mark_ready
+    from taosprsp.produce import ProduceOptions, ProduceStats, StopSignal
     from taosprsp.produce import produce as run_produce
     from taosprsp.progress import live_produce_stats
-    from taosprsp.stores import open_store, resolve_kind
+    from taosprsp.stores import dataset_for, open_store, resolve_kind
 
     state: State = ctx.obj
     config = state.config(
-        dataset={"tables": tables},
+        dataset={"tables": tables, "stable": stable},
+        database={"name": database},
         producer={
             "rate": rate,
             "batch": batch,
@@ -98,22 +119,44 @@ def produce(
         count=count,
         sink=sink.value,
         duration=duration,
+        first_table=first_table,
     )
-    dataset = get_dataset(config.dataset.name)
     kind = resolve_kind(config) if sink.value == "store" else None
     store = open_store(config, kind) if kind else None
     try:
-        with StopSignal() as stop, live_produce_stats(state.show_progress) as on_stats:
-            stats = run_produce(
-                store,
-                dataset,
-                config.stable,
-                config.database.precision,
-                options,
-                reopen=(lambda: open_store(config, kind)) if kind else None,
-                on_stats=on_stats,
-                stop=stop.event,
-            )
+        dataset = dataset_for(store, config) if store is not None else config.declared_dataset
+        with StopSignal() as stop, live_produce_stats(state.show_progress) as show:
+
+            def on_stats(stats: ProduceStats) -> None:
+                if stats.rows_written:
+                    mark_ready()  # for --background: the first rows are in
+                show(stats)
+
+            if sink.value == "mqtt":
+                from taosprsp.mqtt import BrokerOptions, MessageMapping, publish
+
+                mapping = MessageMapping.from_settings(config.mqtt, dataset, config.database.precision, config.stable)
+                stats = publish(
+                    dataset,
+                    mapping,
+                    BrokerOptions.from_settings(config.mqtt),
+                    options,
+                    qos=config.mqtt.qos,
+                    inflight=config.mqtt.inflight,
+                    on_stats=on_stats,
+                    stop=stop.event,
+                )
+            else:
+                stats = run_produce(
+                    store,
+                    dataset,
+                    config.stable,
+                    config.database.precision,
+                    options,
+                    reopen=(lambda: open_store(config, kind)) if kind else None,
+                    on_stats=on_stats,
+                    stop=stop.event,
+                )
     finally:
         if store is not None:
             store.close()
@@ -122,10 +165,24 @@ def produce(
         lambda: out.print(
             f"produced {stats.rows_written:,} rows into {stats.store} in {stats.seconds:.2f} s "
             f"({stats.rows_per_second:,.0f} rows/s, {stats.batches:,} batches of {stats.batch}); "
-            f"failed {stats.rows_failed:,}, errors {stats.errors}, stopped by {stats.stopped_by}"
+            f"failed {stats.rows_failed:,} ({stats.rows_rejected:,} refused by the store), errors {stats.errors}, "
+            f"stopped by {stats.stopped_by}"
         ),
     )
-    if stats.rows_failed:
-        raise TaosprspError(
-            f"{stats.rows_failed:,} rows could not be written (last error: {stats.last_error})", ExitCode.DATA_LOST
+    if stats.ran_ahead:
+        err.print(
+            f"warning: timestamps ran {stats.ahead_seconds:,.1f} s ahead of the clock: at "
+            f"{config.database.precision} precision a subtable takes at most one row per tick; spread the rows over "
+            "more --tables, or use a finer database.precision",
+            style="yellow",
+            markup=False,
+            highlight=False,
         )
+    if stats.rows_failed:
+        refused = f"{stats.rows_rejected:,} refused by the store, not retried; " if stats.rows_rejected else ""
+        raise TaosprspError(
+            f"{stats.rows_failed:,} rows could not be written ({refused}last error: {stats.last_error})",
+            ExitCode.DATA_LOST,
+        )
+    if stop.reason == "SIGINT":
+        raise KeyboardInterrupt  # flushed and summarized above; still exit 130, as an interrupted command does

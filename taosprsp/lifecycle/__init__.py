@@ -6,6 +6,7 @@
 - `native`: taosd and taosadapter from the installed binaries
 - `up`: `db up` (either way, then taosBenchmark) and its report
 - `down`: `teardown`
+- `mosquitto`: the MQTT broker of `demo --mqtt` and the bench (imported on its own: it loads the MQTT client)
 """
 
 from taosprsp.lifecycle.docker import (
@@ -23,6 +24,7 @@ from taosprsp.lifecycle.processes import (
     ProcessInfo,
     ProcessStatus,
     list_processes,
+    mark_ready,
     process_start_time,
     spawn,
     start_background,
@@ -46,6 +48,7 @@ __all__ = [
     "docker_up",
     "inspect_container",
     "list_processes",
+    "mark_ready",
     "native_dir",
     "native_up",
     "process_start_time",

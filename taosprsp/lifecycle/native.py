@@ -7,7 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
-from taosprsp.config import Config
+from taosprsp.config import Config, ensure_directory
 from taosprsp.endpoint import endpoint
 from taosprsp.errors import ExitCode, TaosprspError
 from taosprsp.lifecycle.processes import running_record, spawn, state_dir
@@ -30,7 +30,7 @@ def write_native_config(config: Config) -> Path:
     """Write taos.cfg and taosadapter.toml for a TDengine on this host; the directory holding them."""
     cfg, data, logs = native_config_dir(config), native_dir(config) / "data", native_dir(config) / "log"
     for directory in (cfg, data, logs):
-        directory.mkdir(parents=True, exist_ok=True)
+        ensure_directory(directory, "state.dir")
     (cfg / "taos.cfg").write_text(
         "# Written by `taosprsp db up --native`; `taosprsp teardown --purge` deletes this directory.\n"
         f"firstEp     localhost:{NATIVE_PORT}\n"

@@ -13,15 +13,17 @@ import re
 import signal
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from taosprsp.config import Config
-from taosprsp.errors import TaosprspError
+from taosprsp.config import READY_FILE_ENV, Config, ensure_directory
+from taosprsp.errors import ExitCode, TaosprspError
 
 STOP_SECONDS = 10.0
+READY_SECONDS = 60.0
+"""How long `start_background` waits for the child to say it is ready (serve listening, a first batch written)."""
 KILL_SECONDS = 2.0
 POLL_SECONDS = 0.05
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -122,16 +124,17 @@ def running_record(config: Config, name: str) -> dict[str, Any] | None:
     return record if record is not None and _is_running(record) else None
 
 
-def spawn(config: Config, name: str, argv: list[str]) -> ProcessInfo:
+def spawn(config: Config, name: str, argv: list[str], secrets: Mapping[str, str] | None = None) -> ProcessInfo:
     """Run `argv` (argv[0] an executable's path) detached and record it as `name`.
 
     The process gets its own session (a Ctrl-C in this terminal does not reach it), stdin from /dev/null and
     stdout and stderr in `<state dir>/<name>.log`. Refused when a live process of that name is recorded.
+    `secrets` are environment variables added to the child's: unlike its argv, they reach neither the pid file
+    nor `ps`.
     """
     if not _NAME.match(name):
         raise ValueError(f"process name {name!r} must be letters, digits, '_', '.' or '-'")
-    directory = state_dir(config)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = ensure_directory(state_dir(config), "state.dir")
     pidfile = directory / f"{name}.pid"
     running = running_record(config, name)
     if running is not None:
@@ -152,7 +155,7 @@ def spawn(config: Config, name: str, argv: list[str]) -> ProcessInfo:
         pid = os.posix_spawn(
             argv[0],
             argv,
-            os.environ,
+            {**os.environ, **(secrets or {})},
             file_actions=actions,
             setsid=True,
             setsigdef=(signal.SIGPIPE, signal.SIGINT, signal.SIGTERM),
@@ -167,13 +170,60 @@ def spawn(config: Config, name: str, argv: list[str]) -> ProcessInfo:
     return info
 
 
-def start_background(config: Config, name: str, argv: list[str]) -> ProcessInfo:
-    """Run `taosprsp <argv>` detached, recorded as `name`: see `spawn`.
+def start_background(
+    config: Config,
+    name: str,
+    argv: list[str],
+    secrets: Mapping[str, str] | None = None,
+    ready_seconds: float = READY_SECONDS,
+) -> ProcessInfo:
+    """Run `taosprsp <argv>` detached, recorded as `name` (see `spawn`), and return once it is ready.
 
-    The child inherits this process's environment and working directory, so TAOSPRSP_* variables and relative
-    paths in the config mean the same to it.
+    The child inherits this process's environment (plus `secrets`) and working directory, so TAOSPRSP_*
+    variables and relative paths in the config mean the same to it. It says it is ready by creating the
+    file named in its `TAOSPRSP_READY_FILE` (`mark_ready`). A child that exits first is reported with the
+    last line of its log (its error) and its exit code; one not ready after `ready_seconds` is left running
+    and reported too.
     """
-    return spawn(config, name, [sys.executable, "-m", "taosprsp", *argv])
+    ready = ensure_directory(state_dir(config), "state.dir") / f"{name}.ready"
+    ready.unlink(missing_ok=True)
+    info = spawn(
+        config, name, [sys.executable, "-m", "taosprsp", *argv], {**(secrets or {}), READY_FILE_ENV: str(ready)}
+    )
+    try:
+        _wait_ready(info, ready, ready_seconds)
+    finally:
+        ready.unlink(missing_ok=True)
+    return info
+
+
+def _wait_ready(info: ProcessInfo, ready: Path, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not ready.exists():
+        exited, status = os.waitpid(info.pid, os.WNOHANG)
+        if exited:
+            info.pidfile.unlink(missing_ok=True)
+            code = os.waitstatus_to_exitcode(status)
+            said = _last_log_line(info.log) or "it printed nothing"
+            exit_code = ExitCode(code) if code in set(ExitCode) else ExitCode.FAILURE
+            raise TaosprspError(
+                f"{info.name} stopped as it started (exit code {code}): {said} (log {info.log})", exit_code
+            )
+        if time.monotonic() > deadline:
+            raise TaosprspError(
+                f"{info.name} (pid {info.pid}) is not ready after {seconds:g} s and still runs: follow its log "
+                f"{info.log}; `taosprsp teardown` stops it"
+            )
+        time.sleep(POLL_SECONDS)
+
+
+def mark_ready() -> None:
+    """Tell the command that started this one with --background that it is ready; without one, nothing.
+
+    The variable is removed, so processes this one starts later do not inherit it."""
+    path = os.environ.pop(READY_FILE_ENV, None)
+    if path:
+        Path(path).touch()
 
 
 def _last_log_line(path: Path) -> str:

@@ -5,13 +5,14 @@
 //   node tests/browser_check.mjs --url http://127.0.0.1:PORT/ \
 //        [--screenshot out.png] [--timeout 60] [--interval 3] \
 //        [--table meters] [--no-live] [--width 1600 --height 1000] \
-//        [--chromium /usr/bin/chromium]
+//        [--chromium /usr/bin/chromium] [--history [--history-range "1 h"]]
 //
 // Prints exactly ONE JSON line on stdout:
 //   {"ok": bool, "state": str, "grid_rows": n, "chart_drawn": bool,
 //    "rows_first": n1, "rows_second": n2, "updates_seen": n, "table": name,
-//    "panels": [...], "errors": [...], "ignored_errors": [...],
-//    "failures": [...], "screenshot": path}
+//    "panels": [{"table", "plugin", "kind", "rows", "view_rows", "drawn"}], "errors": [...], "ignored_errors": [...],
+//    "failures": [...], "screenshot": path,
+//    "history": {"state", "range", "rows", "view_rows", "screenshot"} (with --history)}
 // and exits 0 when everything is good, 1 otherwise (2 on bad usage).
 // A full-page screenshot is always written (default screenshots/dashboard.png).
 //
@@ -21,7 +22,9 @@
 // "d" in the plot-area <svg>, or a non-empty <canvas>); the table is live
 // (row count grew between two reads `--interval` seconds apart, or, once
 // a `limit` table is full, View.on_update fired in between; skip with
-// --no-live); and no uncaught page error or unexpected console error.
+// --no-live); and no uncaught page error or unexpected console error. With --history it also opens the
+// history panel, picks the range preset `--history-range` and needs the history grid to show data rows
+// (a screenshot of it goes beside the main one, as history.png).
 
 import { chromium } from "playwright-core";
 import fs from "node:fs";
@@ -48,6 +51,8 @@ function parseArgs(argv) {
     width: 1600,
     height: 1000,
     chromium: process.env.CHROMIUM || "/usr/bin/chromium",
+    history: false,
+    historyRange: "1 h",
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -65,6 +70,8 @@ function parseArgs(argv) {
       case "--width": opts.width = Number(next()); break;
       case "--height": opts.height = Number(next()); break;
       case "--chromium": opts.chromium = next(); break;
+      case "--history": opts.history = true; break;
+      case "--history-range": opts.historyRange = next(); break;
       case "-h":
       case "--help":
         process.stderr.write(
@@ -90,6 +97,8 @@ async function inspectPanels() {
   for (const viewer of viewers) {
     const info = { table: viewer.dataset.table || null, plugin: null, kind: "other", rows: 0, drawn: false };
     try {
+      // the rows of the panel's view (a chart's points, a grid's rows, scrolled out of sight or not)
+      info.view_rows = await (await viewer.getView()).num_rows();
       const plugin = await viewer.getPlugin();
       info.plugin = plugin ? plugin.name || plugin.tagName.toLowerCase() : null;
       const tag = plugin ? plugin.tagName.toLowerCase() : "";
@@ -129,6 +138,51 @@ async function inspectPanels() {
     out.push(info);
   }
   return out;
+}
+
+// Runs inside the page: the history panel's state, range and the data rows its grid shows.
+async function inspectHistory() {
+  const panel = window.dashboardHistory;
+  const info = { state: panel ? panel.state : null, range: panel && panel.range ? panel.range.label : null, rows: 0 };
+  if (!panel || !panel.viewer) return info;
+  try {
+    const plugin = await panel.viewer.getPlugin();
+    const table = plugin && plugin.shadowRoot && plugin.shadowRoot.querySelector("regular-table");
+    const trs = table ? Array.from(table.querySelectorAll("tbody tr")) : [];
+    info.rows = trs.filter((tr) => Array.from(tr.querySelectorAll("td")).some((c) => c.textContent.trim() !== "")).length;
+    const view = await panel.viewer.getView();
+    info.view_rows = await view.num_rows();
+  } catch (e) {
+    info.error = String(e && e.message ? e.message : e);
+  }
+  return info;
+}
+
+// Opens the history panel, picks a range preset and waits until its grid shows rows.
+async function checkHistory(page, opts, result, remaining, fail) {
+  result.history = { state: null, range: null, rows: 0, screenshot: null };
+  await page.click("#history-toggle", { timeout: remaining() });
+  await page.waitForFunction(
+    () => window.dashboardHistory && ["ready", "error"].some((s) => String(window.dashboardHistory.state).startsWith(s)),
+    null,
+    { timeout: remaining(), polling: 250 },
+  );
+  const preset = `#history-presets button[data-label="${opts.historyRange}"]`;
+  await page.click(preset, { timeout: remaining() });
+  const deadline = Date.now() + remaining();
+  let info = await page.evaluate(inspectHistory);
+  while (!(info.state === "ready" && info.range === opts.historyRange && info.rows > 0) && Date.now() < deadline) {
+    if (String(info.state).startsWith("error")) break;
+    await page.waitForTimeout(500);
+    info = await page.evaluate(inspectHistory);
+  }
+  Object.assign(result.history, info);
+  if (!(info.rows > 0)) fail(`the history panel shows no rows for "${opts.historyRange}" (state: ${info.state})`);
+  const shot = path.join(path.dirname(result.screenshot), "history.png");
+  fs.mkdirSync(path.dirname(shot), { recursive: true });
+  await page.screenshot({ path: shot, fullPage: true, timeout: 15000 });
+  result.history.screenshot = shot;
+  await page.click("#history-toggle", { timeout: remaining() });
 }
 
 // Runs inside the page: size of the named table (through the viewer's client)
@@ -284,6 +338,7 @@ async function main() {
         }
         if (!(result.rows_second > 0)) fail(`table ${result.table} is empty`);
       }
+      if (opts.history) await checkHistory(page, opts, result, remaining, fail);
       // let the viewers repaint with the latest data before the screenshot
       await page.waitForTimeout(500);
     }
