@@ -303,7 +303,8 @@ class LiveServer:
 
     def _follow(self, store: Store) -> None:
         """Load the snapshot, say the feed is ready, then follow the store until stopped."""
-        store.ensure_schema(self.dataset, self.config.dataset.tables)
+        # the tables only: serve reads what producers write and never invents subtables of its own
+        store.ensure_schema(self.dataset, 0)
         limit = self.config.server.limit
         if self.mode == "tmq":
             assert isinstance(store, TDengineStore), "feed_mode allows tmq on TDengine only"
