@@ -369,7 +369,8 @@ def test_an_imported_table_is_served_with_the_latest_row_and_tags_of_each_subtab
             {"tbname": "s2", "temp": 23.5, "site": "south"},
         ]
         with open_store(config) as store:
-            assert store.existing_subtables(readings_dataset())["tbname"].to_pylist() == ["s1", "s2"]  # serve added none
+            # serve added no subtable of its own
+            assert store.existing_subtables(readings_dataset())["tbname"].to_pylist() == ["s1", "s2"]
     finally:
         drop_test_database(config)
 
