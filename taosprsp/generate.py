@@ -85,10 +85,10 @@ class Clock:
         return self._stamp(start, step, counts)
 
     def _stamp(self, start: np.ndarray, step: np.ndarray, counts: np.ndarray) -> np.ndarray:
-        # row k of a run that begins at row `first` is start + (k - first) * step: repeating per-run values
-        # (np.repeat) costs a fraction of indexing them by each row's subtable
+        # per-run values repeated over their runs (np.repeat) cost a fraction of indexing them by each row's run
         first = np.cumsum(counts) - counts
-        ts = np.repeat(start - first * step, counts) + np.arange(int(counts.sum())) * np.repeat(step, counts)
+        position = np.arange(int(counts.sum())) - np.repeat(first, counts)
+        ts = np.repeat(start, counts) + position * np.repeat(step, counts)
         if len(counts):
             has_rows = counts > 0
             self.last[has_rows] = (start + (counts - 1) * step)[has_rows]
