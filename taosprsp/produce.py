@@ -38,6 +38,7 @@ from taosprsp.config import MAX_SUBTABLES, ProducerSettings, Protocol
 from taosprsp.datasets import TICKS_PER_SECOND, Dataset, Precision
 from taosprsp.errors import STOP_SIGNALS, ConfigError, ExitCode, TaosprspError
 from taosprsp.generate import Clock, Generator, spread
+from taosprsp.progress import STATS_EVERY_SECONDS
 from taosprsp.stores.base import BEFORE_ANY_ROW, Claim, Store
 from taosprsp.stores.faults import classify
 
@@ -126,6 +127,25 @@ class ProduceOptions:
 
 
 @dataclass
+class RecentCounts:
+    """A running count's samples over the last second or so, for the rate the live stats line shows."""
+
+    samples: list[tuple[float, int]] = field(default_factory=list)
+
+    def note(self, now: float, count: int) -> None:
+        self.samples.append((now, count))
+        while len(self.samples) > 2 and now - self.samples[0][0] > 1.0:
+            self.samples.pop(0)
+
+    def per_second(self, overall: float) -> float:
+        """The count's rate over the samples; `overall` until there are two of them."""
+        if len(self.samples) < 2:
+            return overall
+        (t0, c0), (t1, c1) = self.samples[0], self.samples[-1]
+        return (c1 - c0) / (t1 - t0) if t1 > t0 else 0.0
+
+
+@dataclass
 class ProduceStats:
     """Running totals; `as_dict` is the documented `--json` summary."""
 
@@ -147,7 +167,7 @@ class ProduceStats:
     ahead_seconds: float = 0.0
     last_error: str = ""
     stopped_by: str = ""
-    recent: list[tuple[float, int]] = field(default_factory=list, repr=False)
+    recent: RecentCounts = field(default_factory=RecentCounts, repr=False)
 
     @property
     def rows_per_second(self) -> float:
@@ -156,10 +176,7 @@ class ProduceStats:
     @property
     def rows_per_second_now(self) -> float:
         """Rows/s over the last second or so."""
-        if len(self.recent) < 2:
-            return self.rows_per_second
-        (t0, r0), (t1, r1) = self.recent[0], self.recent[-1]
-        return (r1 - r0) / (t1 - t0) if t1 > t0 else 0.0
+        return self.recent.per_second(self.rows_per_second)
 
     @property
     def behind(self) -> bool:
@@ -171,9 +188,7 @@ class ProduceStats:
         return self.ahead_seconds > BEHIND_SECONDS
 
     def note(self, now: float) -> None:
-        self.recent.append((now, self.rows_written))
-        while len(self.recent) > 2 and now - self.recent[0][0] > 1.0:
-            self.recent.pop(0)
+        self.recent.note(now, self.rows_written)
 
     def as_dict(self) -> dict:
         data = {k: v for k, v in asdict(self).items() if k != "recent"}
@@ -325,6 +340,17 @@ def producer_identity() -> str:
     return f"the producer with pid {os.getpid()} on {socket.gethostname()} (started {time.strftime('%H:%M:%S')})"
 
 
+def keep_pace(stats: ProduceStats, rate: float, started: float, done: int, now: float, stop: threading.Event) -> None:
+    """Wait until `done` rows are due at `rate` rows/s from `started` (no wait at rate 0, as fast as possible),
+    or `stop`; `stats.lag_seconds` is how far behind that schedule they came."""
+    if rate <= 0:
+        return
+    due = started + done / rate
+    stats.lag_seconds = max(0.0, now - due)
+    if due > now:
+        stop.wait(due - now)
+
+
 def _run(
     target: Store | None,
     dataset: Dataset,
@@ -368,12 +394,8 @@ def _run(
         now = time.perf_counter()
         stats.seconds = now - started
         stats.note(now)
-        if options.rate > 0:
-            due = started + produced / options.rate
-            stats.lag_seconds = max(0.0, now - due)
-            if due > now:
-                stop.wait(due - now)
-        if on_stats and now - last_report >= 0.25:
+        keep_pace(stats, options.rate, started, produced, now, stop)
+        if on_stats and now - last_report >= STATS_EVERY_SECONDS:
             stats.ahead_seconds = max(stats.ahead_seconds, clock.ahead_seconds())
             on_stats(stats)
             last_report = now

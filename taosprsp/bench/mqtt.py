@@ -37,8 +37,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from taosprsp.bench.latency import LatencyResult, ServeProcess, _RowWatcher, child_config
+from taosprsp.bench.latency import LatencyResult
+from taosprsp.bench.serve_process import ServeProcess, child_config
 from taosprsp.bench.stages import Setup, epoch_ms, rounded
+from taosprsp.bench.watchers import RowWatcher
 from taosprsp.config import READY_FILE_ENV, Config
 from taosprsp.datasets import SUBTABLE_COLUMN
 from taosprsp.errors import TaosprspError
@@ -292,7 +294,7 @@ def _latency(setup: Setup, broker: BrokerOptions, topic: str) -> LatencyResult:
     config = setup.config.replace(server={"host": "127.0.0.1", "port": 0, "certfile": "", "keyfile": ""})
     sent = _SentTimes()
     with ServeProcess(config) as served, _ingesters(config, broker, mapping, 1) as _:
-        watcher = _RowWatcher(served.websocket, config.perspective_table, config.server.token)
+        watcher = RowWatcher(served.websocket, config.perspective_table, config.server.token)
         try:
             watcher.start()
             first = FIRST_TABLE + len(INGESTERS) * MQTT_TABLES

@@ -213,6 +213,20 @@ def write_json(report: BenchReport, path: Path) -> None:
     path.write_text(json.dumps(report.as_dict(), indent=2) + "\n", encoding="utf-8")
 
 
+LATENCY_COLUMNS = ("p50", "p95", "p99", "max", "unseen")
+"""The columns both latency tables end in: the percentiles in ms, and the rows no client saw."""
+
+
+def _latency_figures(d: dict[str, Any]) -> tuple[str, ...]:
+    """A `LatencyResult.as_dict`'s figures under `LATENCY_COLUMNS`, "-" where one was not measured."""
+    percentiles = (_one_decimal(d[key]) for key in ("p50_ms", "p95_ms", "p99_ms", "max_ms"))
+    return (*percentiles, f"{d['unseen']:,}")
+
+
+def _one_decimal(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.1f}"
+
+
 def render(report: BenchReport, console: Console) -> None:
     """The tables a person reads: throughput with the baseline ratio, the refresh comparison, latency."""
 
@@ -295,20 +309,15 @@ def render(report: BenchReport, console: Console) -> None:
         "rows/s",
         "window",
         "rows",
-        "p50",
-        "p95",
-        "p99",
-        "max",
-        "unseen",
+        *LATENCY_COLUMNS,
         "serve CPU",
     )
     for r in report.latency:
         d = r.as_dict()
-        figures = ("-" if d[key] is None else f"{d[key]:,.1f}" for key in ("p50_ms", "p95_ms", "p99_ms", "max_ms"))
         cpu = "-" if d["serve_cpu_percent"] is None else f"{d['serve_cpu_percent']:.0f}%"
         feed = r.feed if r.wake == "off" else f"{r.feed}+{r.wake}"
         latency.add_row(
-            feed, r.client, f"{r.rate:,}", f"{r.window_rows:,}", f"{d['rows']:,}", *figures, f"{d['unseen']:,}", cpu
+            feed, r.client, f"{r.rate:,}", f"{r.window_rows:,}", f"{d['rows']:,}", *_latency_figures(d), cpu
         )
     console.print(latency)
     if report.mqtt is not None:
@@ -330,29 +339,21 @@ def _render_mqtt(result: MqttResult, console: Console, table: Callable[..., Tabl
     )
     for drain in result.drains:
         d = drain.as_dict()
-        cpu = [
-            "-" if d[key] is None else f"{d[key]:,.1f}"
-            for key in ("ingester_cpu_us_per_message", "broker_cpu_us_per_message")
-        ]
+        cpu = [_one_decimal(d[key]) for key in ("ingester_cpu_us_per_message", "broker_cpu_us_per_message")]
         drains.add_row(
             str(drain.ingesters), f"{drain.ingested:,} of {drain.published:,}", f"{d['messages_per_second']:,.0f}", *cpu
         )
     console.print(drains)
     if result.latency is not None:
         d = result.latency.as_dict()
-        figures = ("-" if d[key] is None else f"{d[key]:,.1f}" for key in ("p50_ms", "p95_ms", "p99_ms", "max_ms"))
         latency = table(
             f"MQTT latency, ms: published -> a Perspective client saw the row (ingester flush "
             f"{result.flush_interval * 1000:g} ms, feed {result.latency.wake})",
             "msgs/s",
             "rows",
-            "p50",
-            "p95",
-            "p99",
-            "max",
-            "unseen",
+            *LATENCY_COLUMNS,
         )
-        latency.add_row(f"{result.latency.rate:,}", f"{d['rows']:,}", *figures, f"{d['unseen']:,}")
+        latency.add_row(f"{result.latency.rate:,}", f"{d['rows']:,}", *_latency_figures(d))
         console.print(latency)
 
 

@@ -11,7 +11,7 @@ import functools
 import json
 import traceback
 import typing
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -96,6 +96,25 @@ class State:
             elif arg != "--background" and arg.split("=", 1)[0] not in secret_options:
                 kept.append(arg)
         return kept
+
+    def detach(
+        self,
+        config: Config,
+        name: str,
+        what: str,
+        secret_options: Collection[str] = (),
+        secrets: Mapping[str, str] | None = None,
+    ) -> None:
+        """Run this command detached, recorded as `name`, and say where `what` (e.g. "server") runs.
+
+        `secret_options` and `secrets` as in `argv_without_background` and `start_background`.
+        """
+        from taosprsp.lifecycle import start_background
+
+        info = start_background(config, name, self.argv_without_background(secret_options), secrets)
+        self.emit(
+            info.as_dict(), lambda: out.print(f"{what} running in the background: pid {info.pid}, log {info.log}")
+        )
 
 
 class GlobalOptionsGroup(TyperGroup):

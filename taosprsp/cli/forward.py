@@ -47,12 +47,7 @@ def mqtt(
         mqtt={"url": url, "forward_topic": topic}, dataset={"stable": stable}, database={"name": database}
     )
     if background:
-        from taosprsp.lifecycle import start_background
-
-        info = start_background(config, "forward-mqtt", state.argv_without_background())
-        state.emit(
-            info.as_dict(), lambda: out.print(f"forwarder running in the background: pid {info.pid}, log {info.log}")
-        )
+        state.detach(config, "forward-mqtt", "forwarder")
         return
     options = ForwardOptions.from_settings(config.mqtt, count=count, duration=duration)
     store = open_store(config, resolve_kind(config))

@@ -88,12 +88,7 @@ def mqtt(
         database={"name": database},
     )
     if background:
-        from taosprsp.lifecycle import start_background
-
-        info = start_background(config, "ingest-mqtt", state.argv_without_background())
-        state.emit(
-            info.as_dict(), lambda: out.print(f"ingester running in the background: pid {info.pid}, log {info.log}")
-        )
+        state.detach(config, "ingest-mqtt", "ingester")
         return
     options = IngestOptions.from_settings(config.mqtt, count=count, duration=duration)
     kind = resolve_kind(config)

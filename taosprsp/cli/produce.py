@@ -106,12 +106,7 @@ def produce(
         },
     )
     if background:
-        from taosprsp.lifecycle import start_background
-
-        info = start_background(config, "produce", state.argv_without_background())
-        state.emit(
-            info.as_dict(), lambda: out.print(f"producer running in the background: pid {info.pid}, log {info.log}")
-        )
+        state.detach(config, "produce", "producer")
         return
     options = ProduceOptions.from_settings(
         config.producer,

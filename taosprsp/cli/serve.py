@@ -14,7 +14,6 @@ from taosprsp.cli.common import (
     duration_option,
     err,
     insecure_option,
-    out,
     port_option,
     stable_option,
     token_hint,
@@ -86,15 +85,9 @@ def serve(
         database={"name": database},
     )
     if background:
-        from taosprsp.lifecycle import start_background
-
         warn_loudly(served_access(config, insecure).exposure_warning)  # refused here, not in a log nobody reads
         secrets = {TOKEN_ENV: token} if token else {}
-        argv = state.argv_without_background(secret_options=(TOKEN_OPTION,))
-        info = start_background(config, "serve", argv, secrets)
-        state.emit(
-            info.as_dict(), lambda: out.print(f"server running in the background: pid {info.pid}, log {info.log}")
-        )
+        state.detach(config, "serve", "server", secret_options=(TOKEN_OPTION,), secrets=secrets)
         return
 
     def ready(url: str) -> None:

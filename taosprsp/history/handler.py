@@ -8,31 +8,28 @@ asks for with LIMIT/OFFSET (at most `history.rows`). An automatic bucket width (
 chosen from the time range the view's filters give, or from the data's own range when they leave it open.
 
 Every query runs on a connection of the backend's own (`QueryRunner`), at most `history.queries` at once,
-each client's one view at a time (`QueryLane`), answered within `history.timeout` seconds.
+each client's one view at a time (`QueryLane`), answered within `history.timeout` seconds (`queries`); the
+views themselves and how they fill a slice are in `fill`.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping
+from typing import Any
 
-import pyarrow as pa
 from perspective.virtual_servers import VirtualServerHandler
 
 from taosprsp.config import HistorySettings
 from taosprsp.datasets import TICKS_PER_SECOND
-from taosprsp.history.sql import Dialect, QueryBuilder, Statement, dialect_for, table_size
+from taosprsp.history.fill import DataSlice, GroupedView, StoredRowsView, View, column_sort_values
+from taosprsp.history.queries import QueryLane, QueryRunner
+from taosprsp.history.sql import Dialect, QueryBuilder, dialect_for, table_size
 from taosprsp.history.tree import (
     Path,
     Rows,
     assemble,
-    column_order,
-    column_path,
-    perspective_values,
     read_level,
     sort_values,
 )
@@ -41,7 +38,6 @@ from taosprsp.history.view import (
     FILTER_OPS,
     HistoryError,
     HistorySource,
-    Measure,
     ViewSpec,
     auto_bucket,
     parse_expression,
@@ -51,292 +47,6 @@ from taosprsp.stores import Store
 
 TABLE_SIZE_SECONDS = 5.0
 """How long a table's row count is reused: the viewer asks for it with every refresh of its dimensions."""
-
-
-class QueryLane:
-    """One client's queries in the store: those of its latest view, counted until the store has finished them.
-
-    A client is answered when its view's time is up, but the store goes on with the queries (see
-    `QueryRunner`); while they run, the client's next view is refused at once, so that no client can stack
-    slow queries and hold every connection.
-    """
-
-    def __init__(self) -> None:
-        self._unfinished = 0
-        self._lock = threading.Lock()
-
-    @property
-    def busy(self) -> bool:
-        """Whether queries of this lane are still queued or running in the store."""
-        with self._lock:
-            return self._unfinished > 0
-
-    def enter(self, count: int, timeout: float) -> None:
-        """Count `count` queries in, or HistoryError while earlier ones have not finished."""
-        with self._lock:
-            if self._unfinished:
-                queries = f"{self._unfinished} quer{'y' if self._unfinished == 1 else 'ies'}"
-                raise HistoryError(
-                    f"{queries} of your previous history view still run in the store (the store finishes what "
-                    f"it started after the view's {timeout:g} s are up): wait for them, then narrow the time "
-                    "range, filter, or group by fewer or coarser columns"
-                )
-            self._unfinished = count
-
-    def leave(self) -> None:
-        """One query finished, failed, or was cancelled before it started."""
-        with self._lock:
-            self._unfinished -= 1
-
-
-class QueryRunner:
-    """Runs statements on store connections of its own, at most `connections` at once, each view within
-    `timeout` seconds.
-
-    A query over its time is abandoned, not stopped: TDengine's client and ADBC's SQLite driver cannot cancel
-    a statement (NOT_IMPLEMENTED), so the query finishes on its connection, which then serves the next one;
-    the client is answered at once with an error saying what to narrow. Its `QueryLane` keeps it from
-    starting more until the store is done.
-    """
-
-    def __init__(self, connect: Callable[[], Store], timeout: float, connections: int) -> None:
-        self._connect = connect
-        self.timeout = timeout
-        self.connections = connections
-        self._idle: list[Store] = []
-        self._lock = threading.Lock()
-        self._closed = False
-        self._pool = ThreadPoolExecutor(max_workers=connections, thread_name_prefix="history-query")
-
-    def adopt(self, store: Store) -> None:
-        """Use an open `store` for later queries."""
-        self._release(store)
-
-    def run(self, *statements: Statement, lane: QueryLane | None = None) -> list[pa.Table]:
-        """The results of `statements`, run side by side for the client of `lane` (None: a lane of their own);
-        HistoryError when they take over `timeout` seconds, or while the lane's previous queries run."""
-        lane = lane or QueryLane()
-        lane.enter(len(statements), self.timeout)
-        deadline = time.monotonic() + self.timeout
-        futures = []
-        try:
-            for statement in statements:
-                futures.append(self._pool.submit(self._execute, statement, lane))
-        except BaseException:  # the pool was shut down: the statements not submitted never run
-            for _ in range(len(statements) - len(futures)):
-                lane.leave()
-            raise
-        try:
-            return [future.result(timeout=max(0.0, deadline - time.monotonic())) for future in futures]
-        except FutureTimeout:
-            waiting = self._cancel(futures, lane)
-            if waiting:
-                raise HistoryError(
-                    f"the store is busy: this view waited {self.timeout:g} s for one of the {self.connections} "
-                    "history queries the store runs at once (history.queries); try again shortly"
-                ) from None
-            raise HistoryError(
-                f"the history query took more than {self.timeout:g} s: narrow the time range, filter, or group "
-                "by fewer or coarser columns"
-            ) from None
-        except BaseException:
-            self._cancel(futures, lane)  # one query failed: the view is answered with its error
-            raise
-
-    @staticmethod
-    def _cancel(futures: Sequence[Future[pa.Table]], lane: QueryLane) -> int:
-        """Cancel the queries of `futures` not started yet; how many."""
-        cancelled = sum(1 for future in futures if future.cancel())
-        for _ in range(cancelled):
-            lane.leave()  # `_execute` never runs for it
-        return cancelled
-
-    def _execute(self, statement: Statement, lane: QueryLane) -> pa.Table:
-        try:
-            with self._lock:
-                store = self._idle.pop() if self._idle else None
-            if store is None:
-                store = self._connect()
-            try:
-                result = store.select(statement.sql, statement.schema, statement.parameters)
-            except BaseException:
-                store.close()  # a connection a query failed on is not trusted with the next
-                raise
-            self._release(store)
-            return result
-        finally:
-            lane.leave()  # before the result is handed over: the client's next view finds the lane free
-
-    def _release(self, store: Store) -> None:
-        with self._lock:
-            if not self._closed:
-                self._idle.append(store)
-                return
-        store.close()
-
-    def close(self) -> None:
-        """Close every idle connection; those still running close when their query ends."""
-        with self._lock:
-            self._closed = True
-            idle, self._idle = self._idle, []
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        for store in idle:
-            store.close()
-
-
-class DataSlice(Protocol):
-    """What `view_get_data` fills (perspective's `VirtualDataSlice`)."""
-
-    def set_col(self, dtype: str, name: str, index: int, value: Any, grouping_id: int | None = None) -> None: ...
-
-
-def _window(viewport: Mapping[str, Any], size: int, names: Sequence[str]) -> tuple[int, int, list[str]]:
-    """The rows and columns a viewport asks for, clipped to the view (an absent bound is the view's edge)."""
-    start = viewport.get("start_row") or 0
-    end = viewport.get("end_row")
-    end = size if end is None else min(end, size)
-    first_column = viewport.get("start_col") or 0
-    last_column = viewport.get("end_col")
-    return start, max(start, end), list(names[first_column:last_column])
-
-
-class GroupedView:
-    """A view of groups (group_by, or the total mode): computed once, sliced as asked."""
-
-    def __init__(self, spec: ViewSpec, rows: Rows) -> None:
-        self.spec = spec
-        self.rows = rows
-        self.schema = rows.schema
-
-    @property
-    def column_types(self) -> dict[str, str]:
-        """Column name -> type, as Perspective's `View.schema` gives it: aggregated, not per split path, and with
-        the columns the view is only sorted by (a grouped column among them as it is: its groups' own value)."""
-        spec = self.spec
-        grouped = {key.name for key in spec.group_by}
-        hidden = {m.name: m.key.kind if m.name in grouped else m.kind for m in spec.hidden}
-        return {**{m.name: m.kind for m in spec.measures}, **hidden}
-
-    @property
-    def size(self) -> int:
-        return self.rows.size
-
-    def fill(self, viewport: Mapping[str, Any], data: DataSlice) -> None:
-        rows = self.rows
-        start, end, names = _window(viewport, rows.size, list(rows.schema))
-        depth_of_view = len(rows.path_kinds)
-        rollup = self.spec.mode == "rollup"
-        for level, kind in enumerate(rows.path_kinds):
-            column = f"__ROW_PATH_{level}__"
-            for index in range(start, end):
-                depth = rows.depths[index]
-                # GROUPING_ID as SQL's ROLLUP numbers it: one bit per level rolled up, the first level highest
-                grouping = 2 ** (depth_of_view - depth) - 1 if rollup else None
-                value = rows.paths[index][level] if level < depth else None
-                data.set_col(kind, column, index - start, value, grouping)
-        for name in names:
-            kind, values = rows.schema[name], rows.columns[name]
-            for index in range(start, end):
-                data.set_col(kind, name, index - start, values[index], None)
-
-
-class StoredRowsView:
-    """A view of stored rows (no group_by): counted when made, each slice read with LIMIT/OFFSET."""
-
-    def __init__(
-        self, spec: ViewSpec, builder: QueryBuilder, runner: QueryRunner, limits: HistorySettings, lane: QueryLane
-    ) -> None:
-        self.spec = spec
-        self.builder = builder
-        self.runner = runner
-        self.limits = limits
-        self.lane = lane
-        counted, combos = self._count_and_combinations()
-        self.size = int(counted["n"][0].as_py()) if counted.num_rows else 0
-        self.combos = combos
-        measures = spec.measures
-        if spec.split_by:
-            self.schema = {column_path(c, spec.split_by, m.name): m.key.kind for c in combos for m in measures}
-        else:
-            self.schema = {m.name: m.key.kind for m in measures}
-
-    @property
-    def column_types(self) -> dict[str, str]:
-        """Column name -> type, as Perspective's `View.schema` gives it: not per split path, and, when split,
-        with the columns the view is only sorted by."""
-        spec = self.spec
-        return {m.name: m.key.kind for m in (*spec.measures, *(spec.hidden if spec.split_by else ()))}
-
-    def _count_and_combinations(self) -> tuple[pa.Table, list[Path]]:
-        """The number of rows, and the combinations of split values in the view's column order."""
-        spec, builder, columns = self.spec, self.builder, self.limits.columns
-        if not spec.split_by:
-            return self.runner.run(builder.count(), lane=self.lane)[0], []
-        counting = Measure("count", spec.split_by[0], "count")
-        # as Perspective: a column sort orders split values by the sorted column in their first row
-        firsts = tuple(Measure(m.name, m.key, "first") for m in spec.column_sort_measures)
-        prefixes = range(1, len(spec.split_by) + 1) if firsts else range(0)
-        counted, found, *first_rows = self.runner.run(
-            builder.count(),
-            builder.level((), spec.split_by, (counting,), columns + 1),
-            *(builder.first_values(spec.split_by[:depth], firsts, columns + 1) for depth in prefixes),
-            lane=self.lane,
-        )
-        level = read_level(found, spec, 0, (counting,), spec.split_by)
-        combos = level.split.get((), {})
-        if len(combos) * max(1, len(spec.measures)) > columns:
-            raise HistoryError(
-                f"splitting by {', '.join(k.name for k in spec.split_by)} makes more than {columns} "
-                "columns (history.columns): split by fewer or coarser columns, or filter"
-            )
-        order_by = _column_sort_values(spec, first_rows, firsts)
-        return counted, column_order(combos, spec.split_by, spec.column_sorts, order_by)
-
-    def fill(self, viewport: Mapping[str, Any], data: DataSlice) -> None:
-        start, end, names = _window(viewport, self.size, list(self.schema))
-        if end - start > self.limits.rows:
-            raise HistoryError(
-                f"{end - start} rows asked at once, over the {self.limits.rows} a history view answers "
-                "(history.rows): ask for fewer rows (a viewport), filter, or group the rows"
-            )
-        if end <= start:
-            return
-        spec = self.spec
-        precision = spec.source.precision
-        table = self.runner.run(self.builder.rows(spec.split_by, spec.measures, end - start, start), lane=self.lane)[0]
-        values = {
-            m.name: perspective_values(table[f"m{i}"], m.key.kind, precision) for i, m in enumerate(spec.measures)
-        }
-        if not spec.split_by:
-            for name in names:
-                kind = self.schema[name]
-                for index, value in enumerate(values[name]):
-                    data.set_col(kind, name, index, value, None)
-            return
-        splits = [perspective_values(table[f"s{i}"], k.kind, precision) for i, k in enumerate(spec.split_by)]
-        row_combos = list(zip(*splits, strict=True))
-        wanted = set(names)
-        for combo in self.combos:
-            for m in spec.measures:
-                name = column_path(combo, spec.split_by, m.name)
-                if name not in wanted:
-                    continue
-                for index, (row_combo, value) in enumerate(zip(row_combos, values[m.name], strict=True)):
-                    data.set_col(self.schema[name], name, index, value if row_combo == combo else None, None)
-
-
-def _column_sort_values(spec: ViewSpec, tables: Sequence[pa.Table], measures: Sequence[Measure]) -> dict[Path, tuple]:
-    """Per prefix of split values, what the view's column sorts order it by; `tables[d - 1]` holds, per
-    combination of the first d split values, the value of each of `measures`."""
-    order_by: dict[Path, tuple] = {}
-    for depth, table in enumerate(tables, start=1):
-        split_by = spec.split_by[:depth]
-        level = read_level(table, spec, 0, measures, split_by)
-        order_by.update(sort_values(level.split.get((), {}), spec.column_sorts, split_by[-1].name, measures))
-    return order_by
-
-
-View = GroupedView | StoredRowsView
 
 
 class HistoryBackend:
@@ -454,7 +164,7 @@ class HistoryBackend:
                 found, sorted_by = levels[depth].values, measures
             order_by.update(sort_values(found, spec.sorts, spec.group_by[depth - 1].name, sorted_by))
         column_results = results[len(depths) + len(row_sorting) :]
-        column_order_by = _column_sort_values(spec, column_results, spec.column_sort_measures)
+        column_order_by = column_sort_values(spec, column_results, spec.column_sort_measures)
         rows = assemble(spec, levels, order_by, column_order_by)
         if len(rows.schema) > self.limits.columns:
             raise HistoryError(

@@ -30,6 +30,7 @@ from taosprsp.datasets import SUBTABLE_COLUMN, Dataset, Precision
 from taosprsp.mqtt.broker import BrokerOptions
 from taosprsp.mqtt.mapping import MessageMapping
 from taosprsp.mqtt.publish import DEFAULT_INFLIGHT, Publisher, messages
+from taosprsp.progress import STATS_EVERY_SECONDS
 from taosprsp.stores.base import Store
 from taosprsp.stores.tdengine import TDengineStore
 from taosprsp.stores.tmq import subscribe
@@ -42,7 +43,6 @@ FORWARD_GROUP_PREFIX = "taosprsp-forward-"
 MAX_UNCONFIRMED = 50_000
 """Messages handed to the client but not confirmed before reading waits: memory stays bounded while the
 broker is slow or away (the client resends what it holds once it is back)."""
-STATS_EVERY_SECONDS = 0.25
 
 
 @dataclass(frozen=True)

@@ -29,13 +29,13 @@ from taosprsp.errors import TaosprspError
 from taosprsp.mqtt.broker import MAX_RECEIVE, BrokerOptions, BufferedClient, Received, connect, disconnect
 from taosprsp.mqtt.decode import BatchDecoder
 from taosprsp.mqtt.mapping import MessageMapping, Rejections
+from taosprsp.produce import RETRY_DELAYS, RecentCounts
+from taosprsp.progress import STATS_EVERY_SECONDS
 from taosprsp.stores.base import Store
 
 if TYPE_CHECKING:
     from taosprsp.config import MqttSettings
 
-RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0)
-STATS_EVERY_SECONDS = 0.25
 IDLE_SECONDS = 0.25
 """How long the loop waits for a first message before it looks at its stop conditions again."""
 UNSUBSCRIBE_WAIT_SECONDS = 2.0
@@ -112,7 +112,7 @@ class IngestStats:
     lag_seconds: float = 0.0
     last_error: str = ""
     stopped_by: str = ""
-    recent: list[tuple[float, int]] = field(default_factory=list, repr=False)
+    recent: RecentCounts = field(default_factory=RecentCounts, repr=False)
 
     @property
     def messages_per_second(self) -> float:
@@ -125,15 +125,10 @@ class IngestStats:
     @property
     def messages_per_second_now(self) -> float:
         """Messages/s over the last second or so."""
-        if len(self.recent) < 2:
-            return self.messages_per_second
-        (t0, m0), (t1, m1) = self.recent[0], self.recent[-1]
-        return (m1 - m0) / (t1 - t0) if t1 > t0 else 0.0
+        return self.recent.per_second(self.messages_per_second)
 
     def note(self, now: float) -> None:
-        self.recent.append((now, self.messages))
-        while len(self.recent) > 2 and now - self.recent[0][0] > 1.0:
-            self.recent.pop(0)
+        self.recent.note(now, self.messages)
 
     def as_dict(self) -> dict[str, Any]:
         data = {k: v for k, v in asdict(self).items() if k not in ("recent", "rejected")}

@@ -26,7 +26,8 @@ from taosprsp.generate import Clock, Generator
 from taosprsp.mqtt.broker import MAX_RECEIVE, BrokerOptions, connect, disconnect
 from taosprsp.mqtt.mapping import MessageMapping
 from taosprsp.mqtt.payload import encode_json, encode_line
-from taosprsp.produce import ProduceOptions, ProduceStats, batches
+from taosprsp.produce import ProduceOptions, ProduceStats, batches, keep_pace
+from taosprsp.progress import STATS_EVERY_SECONDS
 from taosprsp.stores.base import BEFORE_ANY_ROW
 
 DEFAULT_INFLIGHT = 20
@@ -40,7 +41,6 @@ MAX_HELD = 60_000
 """Unconfirmed messages the client holds at most: paho-mqtt numbers them with MQTT's 65,535 packet ids and
 refuses a message whose id is still in use."""
 CONFIRM_WAIT_SECONDS = 30.0
-STATS_EVERY_SECONDS = 0.25
 
 
 def messages(mapping: MessageMapping, batch: pa.Table) -> tuple[list[str], list[str]]:
@@ -174,11 +174,7 @@ def publish(
             stats.rows_written = publisher.confirmed
             stats.errors, stats.last_error = publisher.errors, publisher.last_error
             stats.note(now)
-            if options.rate > 0:
-                due = started + publisher.sent / options.rate
-                stats.lag_seconds = max(0.0, now - due)
-                if due > now:
-                    stop.wait(due - now)
+            keep_pace(stats, options.rate, started, publisher.sent, now, stop)
             if on_stats and now - last_report >= STATS_EVERY_SECONDS:
                 on_stats(stats)
                 last_report = now
