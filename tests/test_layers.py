@@ -20,7 +20,7 @@ LAYERS: list[set[str]] = [
     {"config", "endpoint"},
     {"generate"},
     {"stores"},
-    {"schemaless", "seed", "produce", "mqtt", "csvfiles"},
+    {"schemaless", "seed", "produce", "pacing", "mqtt", "csvfiles"},
     {"feed", "derived", "wake", "ops"},
     {"dashboard", "web", "access", "history"},
     {"serve", "client"},

@@ -88,7 +88,8 @@ def produce(
         taosprsp produce --sink mqtt --rate 1000   # simulated devices; `ingest mqtt` takes them in
     """
     from taosprsp.lifecycle import mark_ready
-    from taosprsp.produce import ProduceOptions, ProduceStats, StopSignal
+    from taosprsp.pacing import ProduceStats
+    from taosprsp.produce import ProduceOptions, StopSignal
     from taosprsp.produce import produce as run_produce
     from taosprsp.progress import live_produce_stats
     from taosprsp.stores import dataset_for, open_store, resolve_kind

@@ -29,7 +29,8 @@ from taosprsp.errors import TaosprspError
 from taosprsp.mqtt.broker import MAX_RECEIVE, BrokerOptions, BufferedClient, Received, connect, disconnect
 from taosprsp.mqtt.decode import BatchDecoder
 from taosprsp.mqtt.mapping import MessageMapping, Rejections
-from taosprsp.produce import RETRY_DELAYS, RecentCounts
+from taosprsp.pacing import RecentCounts
+from taosprsp.produce import RETRY_DELAYS
 from taosprsp.progress import STATS_EVERY_SECONDS
 from taosprsp.stores.base import Store
 

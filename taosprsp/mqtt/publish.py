@@ -26,7 +26,8 @@ from taosprsp.generate import Clock, Generator
 from taosprsp.mqtt.broker import MAX_RECEIVE, BrokerOptions, connect, disconnect
 from taosprsp.mqtt.mapping import MessageMapping
 from taosprsp.mqtt.payload import encode_json, encode_line
-from taosprsp.produce import ProduceOptions, ProduceStats, batches, keep_pace
+from taosprsp.pacing import ProduceStats, keep_pace
+from taosprsp.produce import ProduceOptions, batches
 from taosprsp.progress import STATS_EVERY_SECONDS
 from taosprsp.stores.base import BEFORE_ANY_ROW
 

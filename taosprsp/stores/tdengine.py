@@ -1,8 +1,15 @@
 """The TDengine store, through taosAdapter's WebSocket API (`taos-ws-py`, imported as `taosws`).
 
+Over 400 lines: it is one class, the whole `Store` interface against TDengine (schema, writes, reads, claims);
+the bind building and the server-wide catalog and drops are apart already.
+
 Writes go through one prepared stmt2 statement with columnar binds, several subtables per call and tags
-bound once per subtable. Reads select times as `CAST(ts AS BIGINT)`, so no timestamp string is parsed.
-The feed's TMQ subscription is in `taosprsp.stores.tmq`.
+bound once per subtable (the binds are made in `taosprsp.stores.stmt2`, whose `bind_rounds`, `_run_lists` and
+`MAX_ROWS_PER_SUBTABLE_BIND` stay importable from here). Reads select times as `CAST(ts AS BIGINT)`, so no
+timestamp string is parsed.
+The feed's TMQ subscription is in `taosprsp.stores.tmq`; the server's databases, topics and consumer groups,
+and dropping them, in `taosprsp.stores.tdengine_server` (whose `DatabaseOptions` and `LIVE_CONSUMER_STATUSES`
+stay importable from here).
 
 A producer claims its subtables in `taosprsp_claims`, a normal table of the database: one row per producer
 (claimed at, heartbeat, super table, subtable range, who), rewritten every `CLAIM_HEARTBEAT_SECONDS` by a
@@ -11,28 +18,19 @@ claim is written first and read back after: a producer that then sees any other 
 subtables withdraws its own. Of two producers claiming at once, the later reader always sees the earlier
 writer, so at most one goes on; a claim not rewritten for `CLAIM_STALE_SECONDS` (its producer was killed)
 no longer counts.
-
-The feed's consumer groups live on the server until dropped, and TDengine refuses to drop a topic a consumer
-still holds, or a database with a topic on it: `drop` removes every consumer group of the database's topics,
-then the topics, then the database, retrying while the server settles (a closed consumer leaves its group on
-the mnode's next rebalance, within a few seconds).
 """
 
 from __future__ import annotations
 
-import functools
 import random
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from taosprsp.datasets import SUBTABLE_COLUMN, TICKS_PER_SECOND, Dataset, Field, Precision, epoch_ticks, identifier
 from taosprsp.endpoint import Endpoint
@@ -49,10 +47,14 @@ from taosprsp.stores.base import (
     claimed_message,
 )
 from taosprsp.stores.discover import tdengine_dataset, with_existing
-from taosprsp.stores.faults import classify
+from taosprsp.stores.stmt2 import MAX_ROWS_PER_SUBTABLE_BIND as MAX_ROWS_PER_SUBTABLE_BIND
+from taosprsp.stores.stmt2 import BindCalls, BindPlan, column_binders
+from taosprsp.stores.stmt2 import _run_lists as _run_lists
+from taosprsp.stores.stmt2 import bind_rounds as bind_rounds
+from taosprsp.stores.tdengine_server import LIVE_CONSUMER_STATUSES as LIVE_CONSUMER_STATUSES
+from taosprsp.stores.tdengine_server import DatabaseOptions as DatabaseOptions
+from taosprsp.stores.tdengine_server import ServerCatalog
 
-# TDengine refuses more rows than this for one subtable in one bind ([0x0236] bind number out of range).
-MAX_ROWS_PER_SUBTABLE_BIND = 32_767
 SUBTABLES_PER_CREATE = 200
 BOUNDS_PER_QUERY = 500
 """Per-subtable bounds OR-ed into one read: a few tens of kilobytes of SQL, well under TDengine's 1 MB."""
@@ -61,43 +63,10 @@ CLAIM_HEARTBEAT_SECONDS = 5.0
 CLAIM_STALE_SECONDS = 20.0
 CLAIM_ATTEMPTS = 3
 HOLDER_LENGTH = 1024
-DAY_SECONDS = 86_400
-SETTLING_CODES = frozenset({0x03D3, 0x03EB, 0x03EC, 0x03EF})
-"""What TDengine answers a DROP while consumers leave a group ([0x03EB] Topic subscribed cannot be dropped,
-[0x03EC] Consumer group being used), a rebalance ([0x03EF]) or another transaction ([0x03D3]) runs: the mnode
-settles them on its rebalance timer (2 s) or when the transaction ends."""
-SETTLE_SECONDS = 10.0
-SETTLE_STEP_SECONDS = 0.5
-LIVE_CONSUMER_STATUSES = frozenset({"ready", "rebalancing"})
-"""The `status` of a consumer that is subscribed (SHOW CONSUMERS); `lost` is one whose process went away."""
-FORCE_SINCE = (3, 3, 6)
-"""The first server version whose DROP TOPIC and DROP CONSUMER GROUP take FORCE (detaching consumers)."""
 SCHEMALESS_TIME_COLUMN = "_ts"
 """The time column TDengine gives the super tables schemaless writes create."""
-_PLAIN_NAME = re.compile(r"[a-z_][a-z0-9_]*")
-"""A subtable name stmt2 takes as it is; TDengine reads any other (upper case, `-`, a reserved word) whole and
-as written only between backquotes."""
 _TAOSWS_PROTOCOL: dict[SchemalessProtocol, str] = {"line": "Line", "telnet": "Telnet", "json": "Json"}
 _TAOSWS_PRECISION: dict[Precision, str] = {"ms": "Millisecond", "us": "Microsecond", "ns": "Nanosecond"}
-
-
-@dataclass(frozen=True)
-class DatabaseOptions:
-    """The `CREATE DATABASE` options taosprsp sets (from `[database]`); durations in seconds."""
-
-    name: str
-    precision: Precision
-    keep: float
-    wal_retention: float
-    vgroups: int = 2
-
-    def create_sql(self) -> str:
-        keep_days = max(1, int(self.keep // DAY_SECONDS))
-        return (
-            f"CREATE DATABASE IF NOT EXISTS `{identifier(self.name, 'database.name')}` "
-            f"PRECISION '{self.precision}' KEEP {keep_days}d WAL_RETENTION_PERIOD {int(self.wal_retention)} "
-            f"VGROUPS {int(self.vgroups)}"
-        )
 
 
 @contextmanager
@@ -156,32 +125,6 @@ class _HeartbeatClaim(Claim):
             self._store.close()
 
 
-def bind_rounds(names: pa.Array | pa.ChunkedArray) -> list[list[tuple[str, int, int]]]:
-    """(subtable, start, stop) row ranges per bind call, from the subtable names of a batch whose rows come
-    grouped by subtable: each call binds every subtable's run at most once and at most
-    `MAX_ROWS_PER_SUBTABLE_BIND` rows of it; a longer run continues in the next call."""
-    if isinstance(names, pa.ChunkedArray):
-        names = names.combine_chunks()
-    if len(names) == 0:
-        return []
-    # one compute call finds the runs and their names: a fixed cost of microseconds, where several calls
-    # (a comparison, then taking the names) cost tens of them, most of a small batch's time
-    runs = pc.run_end_encode(names)
-    stops = runs.run_ends.to_numpy().tolist()
-    rounds: list[list[tuple[str, int, int]]] = []
-    for name, start, stop in zip(runs.values.to_pylist(), [0, *stops[:-1]], stops, strict=True):
-        for index, chunk_start in enumerate(range(start, stop, MAX_ROWS_PER_SUBTABLE_BIND)):
-            if index == len(rounds):
-                rounds.append([])
-            rounds[index].append((name, chunk_start, min(stop, chunk_start + MAX_ROWS_PER_SUBTABLE_BIND)))
-    return rounds
-
-
-def _bound_name(name: str) -> str:
-    """A subtable name as a stmt2 bind takes it (see `_PLAIN_NAME`)."""
-    return name if _PLAIN_NAME.fullmatch(name) else f"`{name}`"
-
-
 def _arrow(rows: list[tuple], schema: pa.Schema) -> pa.Table:
     """Rows as the driver returns them, as an Arrow table of `schema`."""
     if not rows:
@@ -190,33 +133,7 @@ def _arrow(rows: list[tuple], schema: pa.Schema) -> pa.Table:
     return pa.table([pa.array(column, f.type) for column, f in zip(columns, schema, strict=True)], schema=schema)
 
 
-def _run_lists(column: pa.ChunkedArray, bounds: list[tuple[int, int]], shared: bool) -> list[list[Any]]:
-    """A column as the stmt2 helpers take it: a Python list per run (start, stop) of `bounds`.
-
-    Without NULLs a run goes through numpy's `tolist`, the fastest way to Python values (faster than
-    Arrow's `to_pylist` for every type here); with NULLs, Python values with None. With `shared`, a run
-    equal to the run before it takes the same list: the subtables of a generated batch usually share their
-    timestamps, and a timestamp is a dear Python int to make (comparing the bytes costs a tenth of it).
-    """
-    if column.null_count:
-        values = column.to_pylist()
-        return [values[start:stop] for start, stop in bounds]
-    array = column.to_numpy()
-    lists: list[list[Any]] = []
-    previous = b""
-    for start, stop in bounds:
-        run = array[start:stop]
-        if shared:
-            raw = run.tobytes()
-            if lists and raw == previous:
-                lists.append(lists[-1])
-                continue
-            previous = raw
-        lists.append(run.tolist())
-    return lists
-
-
-class TDengineStore(Store):
+class TDengineStore(ServerCatalog, Store):
     """A TDengine database reached through taosAdapter (`ws://host:6041`)."""
 
     kind = "tdengine"
@@ -234,8 +151,7 @@ class TDengineStore(Store):
         self.stable = identifier(stable, "dataset.stable")
         self.retries = retries
         self._statement: Any = None
-        self._tag_cache: dict[str, list[Any]] = {}
-        self._known_rounds: tuple[pa.Array, list[list[tuple[str, str, int, int]]]] | None = None
+        self._binds = BindPlan(taosws)
         self._conn = self._connect()
 
     def _connect(self) -> Any:
@@ -301,71 +217,7 @@ class TDengineStore(Store):
     def drop(self, dataset: Dataset) -> None:
         self.drop_database(self.database.name)  # `serve` recreates the feed's topic
         self._statement = None
-        self._tag_cache.clear()
-
-    def drop_database(self, name: str) -> None:
-        """Drop database `name` with its topics and their consumer groups.
-
-        A database with a topic on it cannot be dropped, nor a topic a consumer still holds: every consumer
-        group of the database's topics goes first (detaching consumers), then the topics, then the database.
-        """
-        for topic in self.topics(name):
-            for group in self.consumer_groups(topic):
-                self.drop_consumer_group(group, topic, force=True)
-            self._execute_settling(f"DROP TOPIC IF EXISTS {self._force}`{topic}`")
-        self._execute_settling(f"DROP DATABASE IF EXISTS `{identifier(name, 'database name')}`")
-
-    def _execute_settling(self, sql: str) -> None:
-        """Run a DROP that TDengine refuses while the server settles (`SETTLING_CODES`), retrying for up to
-        `SETTLE_SECONDS`; any other refusal, or one that outlasts the wait, is raised."""
-        deadline = time.monotonic() + SETTLE_SECONDS
-        while True:
-            try:
-                self._execute(sql)
-                return
-            except StoreError as exc:
-                if classify(exc).code not in SETTLING_CODES or time.monotonic() >= deadline:
-                    raise
-            time.sleep(SETTLE_STEP_SECONDS)
-
-    @functools.cached_property
-    def _force(self) -> str:
-        """`FORCE ` where the server takes it: the drop then detaches consumers still attached."""
-        numbers = re.findall(r"\d+", self.server_version())
-        return "FORCE " if tuple(int(n) for n in numbers[:3]) >= FORCE_SINCE else ""
-
-    def server_version(self) -> str:
-        """The server's version, e.g. `3.3.7.5`."""
-        return str(self._rows("SELECT SERVER_VERSION()")[0][0])
-
-    def databases(self) -> list[str]:
-        """Every database on the server."""
-        return sorted(str(row[0]) for row in self._rows("SHOW DATABASES"))
-
-    def topics(self, database: str | None = None) -> list[str]:
-        """The topics on `database` (default: this store's)."""
-        name = database or self.database.name
-        rows = self._rows("SELECT topic_name, db_name FROM information_schema.ins_topics")
-        return sorted(str(topic) for topic, db in rows if db == name)
-
-    def subscriptions(self) -> list[tuple[str, str]]:
-        """(topic, consumer group) of every consumer group on the server (SHOW SUBSCRIPTIONS lists one row per
-        group and vgroup). A group stays until dropped, used or not."""
-        rows = self._rows("SELECT topic_name, consumer_group FROM information_schema.ins_subscriptions")
-        return sorted({(str(topic), str(group)) for topic, group in rows})
-
-    def consumer_groups(self, topic: str) -> list[str]:
-        """The consumer groups on `topic`."""
-        return [group for name, group in self.subscriptions() if name == topic]
-
-    def consumers(self, group: str) -> list[tuple[str, str]]:
-        """(client id, status) of each consumer the server lists in `group` (SHOW CONSUMERS)."""
-        rows = self._rows("SELECT consumer_group, client_id, status FROM performance_schema.perf_consumers")
-        return [(str(client), str(status)) for name, client, status in rows if name == group]
-
-    def drop_consumer_group(self, group: str, topic: str, force: bool = False) -> None:
-        """Drop `group` on `topic` (gone already is fine); `force` also detaches consumers still in it."""
-        self._execute_settling(f"DROP CONSUMER GROUP IF EXISTS {self._force if force else ''}`{group}` ON `{topic}`")
+        self._binds.forget_tags()
 
     def _prepared(self, dataset: Dataset) -> Any:
         if self._statement is None:
@@ -374,18 +226,6 @@ class TDengineStore(Store):
             statement.prepare(dataset.insert_sql(self.stable))
             self._statement = statement
         return self._statement
-
-    def _tags(self, dataset: Dataset, batch: pa.Table, name: str, row: int) -> list[Any]:
-        """The tag views of subtable `name`, whose tags are on `row` of `batch`; made once per subtable."""
-        tags = self._tag_cache.get(name)
-        if tags is None:
-            tags = [getattr(self._taosws, f.spec.stmt2_tag)(batch[f.name][row].as_py()) for f in dataset.tags]
-            self._tag_cache[name] = tags
-        return tags
-
-    def _column_binders(self, dataset: Dataset) -> list[tuple[Field, Callable[[list], Any]]]:
-        precision = self.database.precision
-        return [(f, getattr(self._taosws, f.stmt2_column_helper(precision))) for f in dataset.columns]
 
     def write(self, dataset: Dataset, batch: pa.Table) -> int:
         if batch.num_rows == 0:
@@ -399,41 +239,20 @@ class TDengineStore(Store):
             raise
         return batch.num_rows
 
-    def as_lists(self, dataset: Dataset, batch: pa.Table) -> list[list[tuple[str, list[Any], list[list[Any]]]]]:
-        """`batch` as the stmt2 helpers take it: per bind call, one (subtable, tag views, column lists) per run.
-
-        The helpers take Python lists only: each column is converted run by run (`_run_lists`).
-        """
-        rounds = self._rounds(batch[SUBTABLE_COLUMN])
-        bounds = [(start, stop) for runs in rounds for _, _, start, stop in runs]
-        columns = [_run_lists(batch[f.name], bounds, shared=f.is_time) for f in dataset.columns]
-        per_run = iter(zip(*columns, strict=True))
-        return [
-            [(bound, self._tags(dataset, batch, name, start), list(next(per_run))) for name, bound, start, _ in runs]
-            for runs in rounds
-        ]
-
-    def _rounds(self, names: pa.ChunkedArray) -> list[list[tuple[str, str, int, int]]]:
-        """`bind_rounds` of a batch's subtable names, each name also as the bind takes it; kept for the next
-        batch, since a steady producer sends one layout batch after batch and comparing the names costs a
-        tenth of finding their runs again."""
-        names = names.combine_chunks()
-        if self._known_rounds is not None and self._known_rounds[0].equals(names):
-            return self._known_rounds[1]
-        rounds = [[(name, _bound_name(name), start, stop) for name, start, stop in runs] for runs in bind_rounds(names)]
-        self._known_rounds = (names, rounds)
-        return rounds
+    def as_lists(self, dataset: Dataset, batch: pa.Table) -> BindCalls:
+        """`batch` as the stmt2 helpers take it (`BindPlan.as_lists`), with this store's kept tags and layout."""
+        return self._binds.as_lists(dataset, batch)
 
     def write_lists(
         self,
         dataset: Dataset,
-        calls: list[list[tuple[str, list[Any], list[list[Any]]]]],
+        calls: BindCalls,
         refused: str = "TDengine refused a bind",
     ) -> int:
         """Bind and execute what `as_lists` made, one bind call per item of `calls`; returns rows written. On
         its own it is the bare client, nothing left to convert: `bench` measures `write` against it."""
         statement = self._prepared(dataset)
-        binders = [binder for _, binder in self._column_binders(dataset)]
+        binders = [binder for _, binder in column_binders(self._taosws, dataset, self.database.precision)]
         rows = 0
         with driver_errors(refused):
             for runs in calls:
