@@ -54,7 +54,9 @@ ingest_app.command("mqtt")(ingest.mqtt)
 forward_app.command("mqtt")(forward.mqtt)
 app.add_typer(ingest_app, name="ingest")
 app.add_typer(forward_app, name="forward")
-ops_app = typer.Typer(help="Signal operations ([operations.NAME]) over stored history.", no_args_is_help=True)
+ops_app = typer.Typer(
+    help="Signal operations (declared as \\[operations.NAME] tables) over stored history.", no_args_is_help=True
+)
 ops_app.command("run")(ops.run)
 ops_app.command("list")(ops.list_operations)
 app.add_typer(ops_app, name="ops")
