@@ -13,6 +13,9 @@ Bad rows are never dropped silently: a row with the wrong number of fields or a 
 found by a second read of the file with Python's CSV reader, only when a file has bad rows; a quoted value
 may hold newlines (RFC 4180), so a row may span lines, and its line is the one it starts on.
 
+Over 400 lines: import and export share the time formats, the schema choice and the file naming; the import
+pipeline (blocks, conversion, bad-row location) is one job read top to bottom.
+
 Importing the same file twice writes no row twice: TDengine keeps one row per timestamp per subtable, and so
 does the embedded store (its (ts, tbname) key replaces a row written again).
 

@@ -10,13 +10,12 @@ strings.
 from __future__ import annotations
 
 import functools
-import time
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from taosprsp.datasets import SUBTABLE_COLUMN, TICKS_PER_SECOND, Dataset, Field, Hint, Precision
+from taosprsp.datasets import SUBTABLE_COLUMN, TICKS_PER_SECOND, Dataset, Field, Hint, Precision, now_ticks
 from taosprsp.datasets.hints import DAY_SECONDS
 
 SPIKE_FACTORS = (1.5, 3.0)
@@ -58,11 +57,12 @@ class Clock:
     """
 
     def __init__(self, precision: Precision, last: np.ndarray) -> None:
+        self.precision = precision
         self.ticks_per_second = TICKS_PER_SECOND[precision]
         self.last = np.asarray(last, dtype=np.int64).copy()
 
     def now(self) -> int:
-        return time.time_ns() // (1_000_000_000 // self.ticks_per_second)
+        return now_ticks(self.precision)
 
     def ahead_seconds(self) -> float:
         """How far the newest timestamp handed out is ahead of the wall clock, in seconds (0 when it is not)."""

@@ -25,7 +25,7 @@ import perspective
 import pyarrow as pa
 
 from taosprsp.config import BenchSettings, Config
-from taosprsp.datasets import TICKS_PER_SECOND, Dataset, Precision
+from taosprsp.datasets import TICKS_PER_SECOND, Dataset, Precision, now_ticks
 from taosprsp.derived import DerivedTables, derived_specs
 from taosprsp.feed import Feed
 from taosprsp.generate import Clock, Generator, spread
@@ -203,7 +203,7 @@ class Throughput:
         writing = sum(stage.writes for stage in pipeline(setup.settings, setup.kind))
         bulk_rows = setup.settings.rows * (setup.settings.repeats * writing + 1)
         span = max(86_400 * ticks, 2 * (bulk_rows // setup.tables + 1))
-        start = time.time_ns() // (1_000_000_000 // ticks) - span
+        start = now_ticks(setup.precision) - span
         return Clock(setup.precision, np.full(setup.tables, start, dtype=np.int64))
 
     def _batches(self, rows: int, batch: int, seed: int) -> list[pa.Table]:

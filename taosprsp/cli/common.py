@@ -229,6 +229,46 @@ def tables_option(help: str) -> Any:
     return typer.Option(None, "--tables", "-t", min=1, help=f"{help} \\[default: dataset.tables]")
 
 
+def count_option(unit: str) -> Any:
+    return typer.Option(None, "--count", "-n", min=1, help=f"Stop after N {unit}.")
+
+
+def run_duration_option() -> Any:
+    return duration_option(
+        "--duration", "-d", help="Stop after this long (e.g. 30s); without it (and --count), run until stopped."
+    )
+
+
+def broker_url_option() -> Any:
+    return typer.Option(
+        None, "--url", help="The MQTT broker: mqtt://host:1883, mqtts://, ws:// or wss://. \\[default: mqtt.url]"
+    )
+
+
+def time_from_option() -> Any:
+    return typer.Option(None, "--from", help="First time included (ISO 8601 or epoch).")
+
+
+def time_to_option() -> Any:
+    return typer.Option(None, "--to", help="First time excluded (ISO 8601 or epoch).")
+
+
+def subtables_option() -> Any:
+    return typer.Option([], "--subtable", help="Only this subtable (repeatable).")
+
+
+def time_bound(text: str | None, precision: str, option: str) -> int | None:
+    """A --from/--to time as epoch ticks; a bad one is a usage error (exit 2)."""
+    from taosprsp.csvfiles import parse_time
+
+    if text is None:
+        return None
+    try:
+        return parse_time(text, precision, option)
+    except TaosprspError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
 def database_option() -> Any:
     return typer.Option(None, "--database", help="TDengine database. \\[default: database.name]")
 

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import typer
 
-from taosprsp.cli.common import State, background_option, database_option, duration_option, out, stable_option
-from taosprsp.cli.ingest import broker_url_option
+from taosprsp.cli.common import (
+    State,
+    background_option,
+    broker_url_option,
+    count_option,
+    database_option,
+    out,
+    run_duration_option,
+    stable_option,
+)
 from taosprsp.errors import ExitCode, TaosprspError
 
 
@@ -17,10 +25,8 @@ def mqtt(
         "--topic",
         help="Topic of each row: {stable} and any field in braces. \\[default: mqtt.forward_topic]",
     ),
-    count: int | None = typer.Option(None, "--count", "-n", min=1, help="Stop after N rows."),
-    duration: float | None = duration_option(
-        "--duration", "-d", help="Stop after this long (e.g. 30s); without it (and --count), run until stopped."
-    ),
+    count: int | None = count_option("rows"),
+    duration: float | None = run_duration_option(),
     background: bool = background_option(),
     database: str | None = database_option(),
     stable: str | None = stable_option(),

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import typer
 
 from taosprsp.cli.common import (
     State,
     background_option,
+    broker_url_option,
     choice,
+    count_option,
     database_option,
-    duration_option,
     out,
+    run_duration_option,
     stable_option,
     value_of,
 )
@@ -20,12 +20,6 @@ from taosprsp.config import PayloadFormat
 from taosprsp.errors import ExitCode, TaosprspError
 
 PayloadFormatChoice = choice("PayloadFormatChoice", PayloadFormat)
-
-
-def broker_url_option() -> Any:
-    return typer.Option(
-        None, "--url", help="The MQTT broker: mqtt://host:1883, mqtts://, ws:// or wss://. \\[default: mqtt.url]"
-    )
 
 
 def mqtt(
@@ -50,10 +44,8 @@ def mqtt(
         "\\[default: persistent]",
     ),
     batch: int | None = typer.Option(None, "--batch", "-b", min=1, help="Messages per write. \\[default: mqtt.batch]"),
-    count: int | None = typer.Option(None, "--count", "-n", min=1, help="Stop after N messages."),
-    duration: float | None = duration_option(
-        "--duration", "-d", help="Stop after this long (e.g. 30s); without it (and --count), run until stopped."
-    ),
+    count: int | None = count_option("messages"),
+    duration: float | None = run_duration_option(),
     background: bool = background_option(),
     database: str | None = database_option(),
     stable: str | None = stable_option(),

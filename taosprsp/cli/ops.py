@@ -5,27 +5,23 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from taosprsp.cli.common import State, database_option, out, stable_option
-from taosprsp.errors import TaosprspError
-
-
-def _time(text: str | None, precision: str, option: str) -> int | None:
-    """A --from/--to time as epoch ticks; a bad one is a usage error."""
-    from taosprsp.csvfiles import parse_time
-
-    if text is None:
-        return None
-    try:
-        return parse_time(text, precision, option)
-    except TaosprspError as exc:
-        raise typer.BadParameter(str(exc)) from None
+from taosprsp.cli.common import (
+    State,
+    database_option,
+    out,
+    stable_option,
+    subtables_option,
+    time_bound,
+    time_from_option,
+    time_to_option,
+)
 
 
 def run(
     ctx: typer.Context,
-    start: str | None = typer.Option(None, "--from", help="First time included (ISO 8601 or epoch)."),
-    end: str | None = typer.Option(None, "--to", help="First time excluded (ISO 8601 or epoch)."),
-    subtables: list[str] = typer.Option([], "--subtable", help="Only this subtable (repeatable)."),
+    start: str | None = time_from_option(),
+    end: str | None = time_to_option(),
+    subtables: list[str] = subtables_option(),
     database: str | None = database_option(),
     stable: str | None = stable_option(),
 ) -> None:
@@ -45,7 +41,7 @@ def run(
     state: State = ctx.obj
     config = state.config(dataset={"stable": stable}, database={"name": database})
     precision = config.database.precision
-    first, last = _time(start, precision, "--from"), _time(end, precision, "--to")
+    first, last = time_bound(start, precision, "--from"), time_bound(end, precision, "--to")
     columns = (TextColumn("ops run"), BarColumn(), MofNCompleteColumn(), TextColumn("subtables"))
     with TaskProgress(*columns, show=state.show_progress) as bar:
         summary = run_operations(

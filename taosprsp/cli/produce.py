@@ -9,10 +9,12 @@ from taosprsp.cli.common import (
     State,
     background_option,
     choice,
+    count_option,
     database_option,
     duration_option,
     err,
     out,
+    run_duration_option,
     seed_option,
     stable_option,
     tables_option,
@@ -47,10 +49,8 @@ def produce(
         min=1,
         help="Rows per write. \\[default: a tenth of a second's rows, at most 10,000]",
     ),
-    count: int | None = typer.Option(None, "--count", "-n", min=1, help="Stop after N rows."),
-    duration: float | None = duration_option(
-        "--duration", "-d", help="Stop after this long (e.g. 30s); without it (and --count), run until stopped."
-    ),
+    count: int | None = count_option("rows"),
+    duration: float | None = run_duration_option(),
     tables: int | None = tables_option("Subtables to spread rows over."),
     protocol: ProtocolChoice | None = typer.Option(
         None,

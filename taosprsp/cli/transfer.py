@@ -6,7 +6,16 @@ from pathlib import Path
 
 import typer
 
-from taosprsp.cli.common import State, database_option, out, stable_option
+from taosprsp.cli.common import (
+    State,
+    database_option,
+    out,
+    stable_option,
+    subtables_option,
+    time_bound,
+    time_from_option,
+    time_to_option,
+)
 from taosprsp.errors import ExitCode, TaosprspError
 
 
@@ -80,9 +89,9 @@ def import_csv(
 def export_csv(
     ctx: typer.Context,
     file: Path = typer.Argument(..., dir_okay=False, help="CSV file to write."),
-    start: str | None = typer.Option(None, "--from", help="First time included (ISO 8601 or epoch)."),
-    end: str | None = typer.Option(None, "--to", help="First time excluded (ISO 8601 or epoch)."),
-    subtables: list[str] = typer.Option([], "--subtable", help="Only this subtable (repeatable)."),
+    start: str | None = time_from_option(),
+    end: str | None = time_to_option(),
+    subtables: list[str] = subtables_option(),
     database: str | None = database_option(),
     stable: str | None = stable_option(),
 ) -> None:
@@ -93,14 +102,12 @@ def export_csv(
         taosprsp export csv meters.csv --from 2024-05-01T00:00:00Z --to 2024-05-02T00:00:00Z --subtable d0
     """
     from taosprsp.csvfiles import export_csv as run_export
-    from taosprsp.csvfiles import parse_time
     from taosprsp.stores import dataset_for, open_store
 
     state: State = ctx.obj
     config = state.config(dataset={"stable": stable}, database={"name": database})
     precision = config.database.precision
-    first = parse_time(start, precision, "--from") if start else None
-    last = parse_time(end, precision, "--to") if end else None
+    first, last = time_bound(start, precision, "--from"), time_bound(end, precision, "--to")
     with open_store(config, create=False) as store:
         summary = run_export(store, dataset_for(store, config), file, precision, first, last, subtables)
     state.emit(

@@ -20,6 +20,7 @@ from taosprsp.datasets.declare import (
     declare,
     epoch_ticks,
     identifier,
+    now_ticks,
     time_column,
     with_dashboard_defaults,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "STOCKS",
     "SUBTABLE_COLUMN",
     "TICKS_PER_SECOND",
+    "now_ticks",
     "Dataset",
     "Field",
     "FieldKind",

@@ -4,6 +4,9 @@ Nothing of a config reaches SQL as text: column names are looked up in the table
 fields and `tbname`), aggregates, filter operators and sort directions in fixed tables, bucket widths in
 a fixed list; filter values are kept as typed values for the SQL builder to bind or escape. What does not
 check out raises `HistoryError`, whose message the viewer shows.
+
+Over 400 lines: it is the one gate between a client's config and SQL; split, a check could be skipped by a path
+that reads one part of the config and not the other.
 """
 
 from __future__ import annotations

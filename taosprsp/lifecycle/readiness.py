@@ -8,7 +8,7 @@ import time
 import urllib.request
 
 from taosprsp import progress
-from taosprsp.endpoint import Endpoint
+from taosprsp.endpoint import Endpoint, url_host
 from taosprsp.errors import StoreUnreachable
 
 # taosd's own port, fixed in both the container and the native config; taosAdapter's comes from the config.
@@ -21,7 +21,8 @@ _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 def rest_url(target: Endpoint) -> str:
     """taosAdapter's REST SQL endpoint at `target`."""
-    return f"http://{target.host}:{target.port}/rest/sql"
+    scheme = "https" if target.scheme == "wss" else "http"
+    return f"{scheme}://{url_host(target.host)}:{target.port}/rest/sql"
 
 
 def _ask_version(target: Endpoint, timeout: float) -> tuple[str | None, str]:

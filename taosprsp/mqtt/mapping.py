@@ -32,7 +32,6 @@ TimeUnit = Literal["s", "ms", "us", "ns"]
 UNIT_TICKS: dict[str, int] = {"s": 1, **TICKS_PER_SECOND}
 DEFAULT_TOPIC = "taosprsp/{tbname}"
 Reason = Literal["unknown_topic", "not_json", "not_object", "bad_line", "missing_field", "wrong_type"]
-REASONS: tuple[Reason, ...] = get_args(Reason)
 SAMPLE_CHARS = 200
 LOG_EVERY_SECONDS = 10.0
 

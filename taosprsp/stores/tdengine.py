@@ -32,7 +32,16 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from taosprsp.datasets import SUBTABLE_COLUMN, TICKS_PER_SECOND, Dataset, Field, Precision, epoch_ticks, identifier
+from taosprsp.datasets import (
+    SUBTABLE_COLUMN,
+    TICKS_PER_SECOND,
+    Dataset,
+    Field,
+    Precision,
+    epoch_ticks,
+    identifier,
+    now_ticks,
+)
 from taosprsp.endpoint import Endpoint
 from taosprsp.errors import ConfigError, StoreError, StoreUnreachable, TaosprspError
 from taosprsp.generate import subtables as subtable_range
@@ -432,7 +441,7 @@ class TDengineStore(ServerCatalog, Store):
         return len(lines)
 
     def _now(self) -> int:
-        return time.time_ns() // (1_000_000_000 // TICKS_PER_SECOND[self.database.precision])
+        return now_ticks(self.database.precision)
 
     @property
     def _claims(self) -> str:
