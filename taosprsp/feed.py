@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 
 from taosprsp.datasets import SUBTABLE_COLUMN, Dataset, Precision, time_column
 from taosprsp.derived import PREFILL_MAX_ROWS, PREFILL_SLICE_ROWS, DerivedTables
-from taosprsp.stores.base import Snapshot, Store, Watermark
+from taosprsp.stores.base import Snapshot, Store, Watermark, newest_per_subtable
 from taosprsp.wake import StoreWatcher
 
 
@@ -62,14 +62,10 @@ def latest_per_subtable(table: pa.Table) -> pa.Table:
     """The newest row of each subtable in `table`: its latest timestamp, and of rows with that one the last."""
     if table.num_rows == 0:
         return table
-    encoded = pc.dictionary_encode(table[SUBTABLE_COLUMN]).combine_chunks()
-    codes = encoded.indices.to_numpy(zero_copy_only=False)
+    names, codes, newest = newest_per_subtable(table)
     ts = table[time_column(table)].to_numpy()
-    # linear, without a sort: each subtable's newest time, then the last row at it
-    newest = np.full(len(encoded.dictionary), np.iinfo(np.int64).min, dtype=np.int64)
-    np.maximum.at(newest, codes, ts)
     at_newest = np.flatnonzero(ts == newest[codes])
-    last = np.full(len(encoded.dictionary), -1, dtype=np.int64)
+    last = np.full(len(names), -1, dtype=np.int64)
     np.maximum.at(last, codes[at_newest], at_newest)
     return table.take(np.sort(last))
 

@@ -27,6 +27,18 @@ BEFORE_ANY_ROW = -(2**62)
 """A timestamp older than every row in any precision: the mark of a subtable without rows."""
 
 
+def newest_per_subtable(table: pa.Table) -> tuple[pa.Array, np.ndarray, np.ndarray]:
+    """(subtable names, each row's code into them, each subtable's newest timestamp) of a non-empty table.
+
+    numpy over dictionary codes, without a sort: a quarter of the cost of an Acero group-by on a feed-sized batch.
+    """
+    encoded = pc.dictionary_encode(table[SUBTABLE_COLUMN]).combine_chunks()
+    codes = encoded.indices.to_numpy(zero_copy_only=False)
+    newest = np.full(len(encoded.dictionary), BEFORE_ANY_ROW, dtype=np.int64)
+    np.maximum.at(newest, codes, table[time_column(table)].to_numpy())
+    return encoded.dictionary, codes, newest
+
+
 @dataclass
 class Watermark:
     """The newest timestamp seen per subtable; `floor` stands for subtables not seen yet.
@@ -95,12 +107,9 @@ class Watermark:
         """Move past every row of `table`."""
         if table.num_rows == 0:
             return
-        # numpy over dictionary codes: a quarter of the cost of an Acero group-by on a feed-sized batch
-        encoded = pc.dictionary_encode(table[SUBTABLE_COLUMN]).combine_chunks()
-        newest = np.full(len(encoded.dictionary), BEFORE_ANY_ROW, dtype=np.int64)
-        np.maximum.at(newest, encoded.indices.to_numpy(zero_copy_only=False), table[time_column(table)].to_numpy())
+        names, _, newest = newest_per_subtable(table)
         now = time.monotonic()
-        for name, ts in zip(encoded.dictionary.to_pylist(), newest.tolist(), strict=True):
+        for name, ts in zip(names.to_pylist(), newest.tolist(), strict=True):
             if ts > self.per_subtable.get(name, self.floor):
                 self.per_subtable[name] = ts
                 self.advanced_at[name] = now
