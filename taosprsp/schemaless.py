@@ -28,7 +28,8 @@ subtables with the same tags (meters has ten (groupid, location) pairs) would ot
 overwrite each other's rows. (`subtable` is a TDengine keyword.)"""
 
 
-def _escape(value: object) -> str:
+def escape_line(value: object) -> str:
+    """`value` as text in an InfluxDB line's measurement, tag key or tag value: `\\`, `,`, `=` and space escaped."""
     return str(value).replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
 
 
@@ -73,7 +74,7 @@ def encode(
         timestamps = [ts // per_ms for ts in timestamps]
     tag_names = [SOURCE_TABLE_TAG, *(f.name for f in dataset.tags)]
     tag_rows = list(zip(*([str(v) for v in data[name]] for name in [SUBTABLE_COLUMN, *tag_names[1:]]), strict=True))
-    tag_pairs = [[f"{t}={_escape(v)}" for t, v in zip(tag_names, row, strict=True)] for row in tag_rows]
+    tag_pairs = [[f"{t}={escape_line(v)}" for t, v in zip(tag_names, row, strict=True)] for row in tag_rows]
     values = _values(dataset)
     if protocol == "line":
         name = measurement(stable, protocol)

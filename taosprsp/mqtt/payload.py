@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 
 from taosprsp.datasets import SUBTABLE_COLUMN
 from taosprsp.mqtt.mapping import MessageMapping
+from taosprsp.schemaless import escape_line
 
 Value = str | int | float | bool
 _TRUE = frozenset({"t", "T", "true", "True", "TRUE"})
@@ -90,23 +91,17 @@ def _escape(column: pa.Array, characters: str) -> pa.Array:
     return column
 
 
-def _escape_text(text: str, characters: str = ", =") -> str:
-    for character in "\\" + characters:
-        text = text.replace(character, "\\" + character)
-    return text
-
-
 def encode_line(mapping: MessageMapping, table: pa.Table) -> list[str]:
     """One InfluxDB line per row: subtable and tags (those the topic does not carry) as the tag set, the
     value columns as fields, the row's timestamp last in `timestamp_unit`."""
     tag_names = {SUBTABLE_COLUMN} | {f.name for f in mapping.dataset.tags}
-    parts: list[pa.Array | str] = [_escape_text(mapping.measurement)]
+    parts: list[pa.Array | str] = [escape_line(mapping.measurement)]
     fields = [(name, key) for name, key in mapping.paths if name not in tag_names and name != mapping.timestamp]
     for name, key in mapping.paths:
         if name in tag_names:
-            parts += [f",{_escape_text(key)}=", _escape(pc.cast(table[name].combine_chunks(), pa.string()), ", =")]
+            parts += [f",{escape_line(key)}=", _escape(pc.cast(table[name].combine_chunks(), pa.string()), ", =")]
     for index, (name, key) in enumerate(fields):
-        parts.append(("," if index else " ") + f"{_escape_text(key)}=")
+        parts.append(("," if index else " ") + f"{escape_line(key)}=")
         column = table[name].combine_chunks()
         kind = mapping.kind(name)
         if kind == "varchar":
