@@ -30,6 +30,8 @@ async def connect(url: str, timeout: float = 10.0, token: str = "") -> AsyncIter
         timeout,
     )
 
+    conn.protocol.set_nodelay(True)  # requests are small: Nagle's algorithm would hold one back behind the last
+
     async def send_request(message: bytes) -> None:
         await conn.write_message(message, binary=True)
 

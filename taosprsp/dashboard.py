@@ -31,12 +31,15 @@ def _chart_config(theme: str, plugin: str, **view: Any) -> dict[str, Any]:
     return {**base, **view}
 
 
-def default_panels(config: Config, dataset: Dataset) -> list[dict[str, Any]]:
+def default_panels(
+    config: Config, dataset: Dataset, specs: tuple[DerivedSpec, ...] | None = None
+) -> list[dict[str, Any]]:
     """The seeds' grid of the headline columns' means grouped by the dataset's group tag, the first one over time
     by that tag, and the latest row per subtable; a dataset with no numeric column gets the latest rows only.
 
-    The grid and the chart view the derived tables `serve` hosts (`taosprsp.derived`), a few rows each, not the
-    rolling window: a grouped view over the window's 100 k rows makes every update of it cost 100-700 ms.
+    The grid and the chart view the derived tables `serve` hosts (`specs`; by default `derived_specs` of the
+    config), a few rows each, not the rolling window: a grouped view over the window's 100 k rows makes every
+    update of it cost 100-700 ms.
     """
     theme = config.viewer.theme
     latest = config.latest_table
@@ -53,12 +56,13 @@ def default_panels(config: Config, dataset: Dataset) -> list[dict[str, Any]]:
             sort=[[SUBTABLE_COLUMN, "asc"]],
         ),
     }
-    declared = derived_specs(config, dataset)
-    specs = {spec.kind: spec for spec in declared}
-    if not headline or not specs:
+    declared = derived_specs(config, dataset) if specs is None else specs
+    kinds = {spec.kind: spec for spec in declared}
+    if not headline or "pivot" not in kinds:
         return [latest_rows]
-    by_group, by_bucket = specs["groups"], specs["buckets"]
-    first = headline[0]
+    by_group, by_bucket = kinds["groups"], kinds["pivot"]
+    charted = by_bucket.columns[0]
+    series = by_bucket.series_columns(timestamp)
     horizon = format_duration(by_bucket.horizon_seconds or config.server.horizon)
     return [
         {
@@ -73,16 +77,15 @@ def default_panels(config: Config, dataset: Dataset) -> list[dict[str, Any]]:
         },
         {
             "table": by_bucket.name,
-            "title": f"{first[:1].upper()}{first[1:]} over time by {group} "
+            "title": f"{charted[:1].upper()}{charted[1:]} over time by {group} "
             f"({format_duration(by_bucket.bucket_seconds)} mean, last {horizon})",
             "config": _chart_config(
                 theme,
                 "Y Line",
                 group_by=[timestamp],
-                split_by=[group],
-                columns=[f"{first}_mean"],
-                # one row per bucket and group: the average of one value is that value
-                aggregates={f"{first}_mean": "avg"},
+                columns=series,
+                # one row per bucket: the average of one value is that value
+                aggregates=dict.fromkeys(series, "avg"),
                 group_rollup_mode="flat",
             ),
         },
@@ -147,18 +150,22 @@ def _layout_file(path: Path) -> dict[str, Any]:
 
 
 def dashboard_document(
-    config: Config, websocket_url: str | None = None, dataset: Dataset | None = None
+    config: Config,
+    websocket_url: str | None = None,
+    dataset: Dataset | None = None,
+    specs: tuple[DerivedSpec, ...] | None = None,
 ) -> dict[str, Any]:
     """What `dashboard.json` holds: `websocket` (None: same origin), title, columns, panels.
 
     Panels come from `[[viewer.panels]]` in the config, else from the JSON file `viewer.layout`, else
-    from the defaults of `dataset` (the one served; without it, the configured declaration).
+    from the defaults of `dataset` (the one served; without it, the configured declaration) over the derived
+    tables `specs` (those served; without them, `derived_specs` of the config).
     """
     if config.viewer.panels:
         document = {"title": config.viewer.title, "columns": 2, "panels": config.viewer.panels}
     elif config.viewer.layout:
         document = _layout_file(Path(config.viewer.layout))
     else:
-        panels = default_panels(config, dataset or config.declared_dataset)
+        panels = default_panels(config, dataset or config.declared_dataset, specs)
         document = {"title": config.viewer.title, "columns": 2, "panels": panels}
     return {**document, "websocket": websocket_url}

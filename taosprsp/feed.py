@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -118,6 +119,7 @@ class Feed:
         latest: perspective.Table,
         limit: int,
         derived: DerivedTables | None = None,
+        batch: Callable[[], AbstractContextManager[object]] = nullcontext,
     ) -> None:
         self.dataset = dataset
         self.precision = precision
@@ -126,6 +128,9 @@ class Feed:
         self.limit = limit
         self.derived = derived
         """The derived tables every batch is folded into (hosted: see `DerivedTables.host`), or None."""
+        self.batch = batch
+        """Wraps each batch's table updates, so that the server processes them together
+        (`taosprsp.batching.UpdateBatcher.batch`)."""
         self.sequence = 0
         self.watermark = Watermark()
         self.shown = Watermark()
@@ -142,7 +147,7 @@ class Feed:
             self._show_latest(latest_per_subtable(snapshot.latest))
         applied = self.apply(snapshot.window, only_newer=False)
         if self.derived is not None and snapshot.window.num_rows >= limit:
-            with self._lock:
+            with self._lock, self.batch():
                 self.stats.rows_prefilled = self._prefill(store, snapshot, self.derived)
         return applied
 
@@ -193,11 +198,12 @@ class Feed:
                 return 0
             started = time.perf_counter()
             newest = latest_per_subtable(fresh)
-            if self.derived is not None:
-                # before the latest table: a row a client sees as the latest is already in the aggregates
-                self.derived.push(fresh)
-            self.window.update(ipc_bytes(self._in_ring(perspective_arrow(self.dataset, fresh, self.precision))))
-            self._show_latest(newest)
+            with self.batch():
+                if self.derived is not None:
+                    # before the latest table: a row a client sees as the latest is already in the aggregates
+                    self.derived.push(fresh)
+                self.window.update(ipc_bytes(self._in_ring(perspective_arrow(self.dataset, fresh, self.precision))))
+                self._show_latest(newest)
             if only_newer:
                 self.watermark.advance(newest)
             self.stats.seconds_in_update += time.perf_counter() - started

@@ -27,10 +27,11 @@ from taosprsp.access import (
     server_policy,
     tls_context,
 )
+from taosprsp.batching import UpdateBatcher
 from taosprsp.config import Config
 from taosprsp.dashboard import dashboard_document
 from taosprsp.datasets import SUBTABLE_COLUMN, Dataset
-from taosprsp.derived import DerivedTables, derived_specs
+from taosprsp.derived import DerivedTables, declared_groups, derived_specs
 from taosprsp.errors import STOP_SIGNALS, ConfigError, TaosprspError
 from taosprsp.feed import RING_COLUMN, Feed, window_schema
 from taosprsp.history import HISTORY_PATH, history_document, open_history
@@ -84,6 +85,14 @@ def make_tables(
     return window, latest
 
 
+def charted_groups(store: Store, dataset: Dataset, config: Config) -> list[Any]:
+    """The group tag's values the line chart draws a series of: those of the subtables `store` holds, after
+    those of the configured subtables when `dataset` is the declared one (a producer will write them)."""
+    held = store.existing_subtables(dataset)[dataset.group_tag].to_pylist()
+    declared = declared_groups(dataset, config.dataset.tables) if dataset is config.declared_dataset else []
+    return list(dict.fromkeys([*declared, *held]))
+
+
 @dataclass
 class LiveServer:
     """One running `serve`: Perspective tables, the feed thread and the Tornado server.
@@ -108,14 +117,18 @@ class LiveServer:
         self.mode = feed_mode(self.config, self.kind)
         with open_store(self.config, self.kind) as store:
             self.dataset = dataset_for(store, self.config)
-        self.server = perspective.Server()
-        client = self.server.new_local_client()
+            # the tables only: serve reads what producers write and never invents subtables of its own
+            store.ensure_schema(self.dataset, 0)
+            groups = charted_groups(store, self.dataset, self.config)
+        self.batcher = UpdateBatcher()
+        self.server = self.batcher.server
+        client = self.batcher.new_local_client()
         self.window, self.latest = make_tables(
             client, self.dataset, self.config.perspective_table, self.config.latest_table
         )
         # the tables the dashboard's panels view, declared from the dataset and [server] bucket and horizon
         self.derived = DerivedTables(
-            self.dataset, self.config.database.precision, derived_specs(self.config, self.dataset)
+            self.dataset, self.config.database.precision, derived_specs(self.config, self.dataset, groups)
         )
         self.derived.host(client)
         self.feed = Feed(
@@ -125,6 +138,7 @@ class LiveServer:
             self.latest,
             self.config.server.limit,
             self.derived,
+            self.batcher.batch,
         )
         self._watcher: StoreWatcher | None = None
         self.stop_event = threading.Event()
@@ -157,6 +171,7 @@ class LiveServer:
                 **{name: table.size() for name, table in self.derived.hosted.items()},
             },
             "derived_rows_ignored": self.derived.rows_ignored,
+            "groups_not_charted": self.derived.groups_not_charted,
             "operations": self.derived.operation_stats(),
             "window_limit": self.config.server.limit,
         }
@@ -235,7 +250,7 @@ class LiveServer:
         perspective_handler = {"perspective_server": self.server, "executor": self._executor}
         history_handler = {"perspective_server": self.history, "executor": self._history_executor}
         document = {
-            **dashboard_document(self.config, dataset=self.dataset),
+            **dashboard_document(self.config, dataset=self.dataset, specs=self.derived.specs),
             "history": history_document(self.config, self.dataset),
         }
         routes: list[tornado.web.Rule] = [
@@ -303,8 +318,6 @@ class LiveServer:
 
     def _follow(self, store: Store) -> None:
         """Load the snapshot, say the feed is ready, then follow the store until stopped."""
-        # the tables only: serve reads what producers write and never invents subtables of its own
-        store.ensure_schema(self.dataset, 0)
         limit = self.config.server.limit
         if self.mode == "tmq":
             assert isinstance(store, TDengineStore), "feed_mode allows tmq on TDengine only"

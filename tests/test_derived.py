@@ -20,7 +20,7 @@ from taosprsp.config import load_config
 from taosprsp.datasets import METERS, STOCKS, SUBTABLE_COLUMN, TICKS_PER_SECOND
 from taosprsp.derived import (
     AGGREGATES,
-    KEY_COLUMN,
+    SLOT_COLUMN,
     DerivedSpec,
     DerivedTables,
     default_specs,
@@ -86,18 +86,27 @@ def expected(rows: pa.Table, spec: DerivedSpec, ticks_per_second: int) -> dict[A
     )
     if spec.held_buckets is not None and table.num_rows:
         table = table.filter(pc.greater_equal(table["bucket"], int(buckets.max()) - spec.held_buckets + 1))
-    keys = [spec.group_by] + (["bucket"] if spec.kind == "buckets" else [])
-    names = {"sum": "sum", "count": "count", "min": "min", "max": "max", "mean": "mean"}
-    grouped = table.group_by(keys).aggregate([(name, names[a]) for name in spec.columns for a in spec.aggregates])
+    if spec.kind == "pivot":
+        return expected_pivot(table, spec, bucket_ticks * 1000 // ticks_per_second)
+    grouped = table.group_by(spec.group_by).aggregate([(name, a) for name in spec.columns for a in spec.aggregates])
     result = {}
     for row in grouped.to_pylist():
-        values = {f"{name}_{a}": row[f"{name}_{names[a]}"] for name in spec.columns for a in spec.aggregates}
-        if spec.kind == "buckets":
-            key = f"{row[spec.group_by]}|{row['bucket']}"
-            values["ts"] = row["bucket"] * bucket_ticks * 1000 // ticks_per_second  # Perspective gives ms
-            result[key] = {KEY_COLUMN: key, spec.group_by: row[spec.group_by], **values}
-        else:
-            result[row[spec.group_by]] = {spec.group_by: row[spec.group_by], **values}
+        values = {f"{name}_{a}": row[f"{name}_{a}"] for name in spec.columns for a in spec.aggregates}
+        result[row[spec.group_by]] = {spec.group_by: row[spec.group_by], **values}
+    return result
+
+
+def expected_pivot(table: pa.Table, spec: DerivedSpec, bucket_ms: int) -> dict[Any, dict[str, Any]]:
+    """A row per held bucket, by its ring slot: the bucket's start and the mean of the column per charted group
+    (None for a group without a value in it)."""
+    (column,) = spec.columns
+    means = table.group_by(["bucket", spec.group_by]).aggregate([(column, "mean")])
+    result: dict[Any, dict[str, Any]] = {}
+    for row in means.to_pylist():
+        slot = row["bucket"] % spec.held_buckets
+        result.setdefault(slot, {SLOT_COLUMN: slot, "ts": row["bucket"] * bucket_ms, **dict.fromkeys(spec.groups)})
+        if row[spec.group_by] in spec.groups:
+            result[slot][row[spec.group_by]] = row[f"{column}_mean"]
     return result
 
 
@@ -128,9 +137,18 @@ def assert_same(actual: dict[Any, dict[str, Any]], wanted: dict[Any, dict[str, A
 
 SPECS = [
     pytest.param(DerivedSpec("by_location", "groups", "location", VALUES, horizon_seconds=10.0), id="groups-horizon"),
+    # a location never seen gets an empty series; Campbell, not among the groups, is left out
     pytest.param(
-        DerivedSpec("location_1s", "buckets", "location", VALUES, bucket_seconds=1.0, horizon_seconds=10.0),
-        id="buckets-1s",
+        DerivedSpec(
+            "location_1s",
+            "pivot",
+            "location",
+            ("current",),
+            bucket_seconds=1.0,
+            horizon_seconds=10.0,
+            groups=(*LOCATIONS[:5], "Nowhere"),
+        ),
+        id="pivot-1s",
     ),
     pytest.param(
         DerivedSpec(
@@ -139,13 +157,29 @@ SPECS = [
         id="groups-since-start",
     ),
     pytest.param(
-        DerivedSpec("tbname_500ms", "buckets", SUBTABLE_COLUMN, ("voltage",), bucket_seconds=0.5, horizon_seconds=4.0),
-        id="buckets-500ms-by-subtable",
+        DerivedSpec(
+            "tbname_500ms",
+            "pivot",
+            SUBTABLE_COLUMN,
+            ("voltage",),
+            bucket_seconds=0.5,
+            horizon_seconds=4.0,
+            groups=tuple(f"d{i}" for i in range(12)),
+        ),
+        id="pivot-500ms-by-subtable",
     ),
     # many buckets and few rows per batch: the sparse way of compacting (group, bucket) keys
     pytest.param(
-        DerivedSpec("location_10ms", "buckets", "location", ("phase",), bucket_seconds=0.01, horizon_seconds=3600.0),
-        id="buckets-10ms-sparse",
+        DerivedSpec(
+            "location_10ms",
+            "pivot",
+            "location",
+            ("phase",),
+            bucket_seconds=0.01,
+            horizon_seconds=3600.0,
+            groups=LOCATIONS,
+        ),
+        id="pivot-10ms-sparse",
     ),
 ]
 
@@ -169,47 +203,50 @@ def test_derived_table_equals_aggregates_of_all_raw_rows(spec: DerivedSpec, prec
                 contents(table, spec.index), expected(pa.concat_tables(seen), spec, TICKS_PER_SECOND[precision])
             )
     assert derived.rows_ignored[spec.name] == ignored_rows(batches, spec, TICKS_PER_SECOND[precision])
-    if spec.held_buckets is not None and spec.kind == "buckets":
-        groups = len(set(pa.concat_tables(seen)[spec.group_by].to_pylist()))
-        assert max(sizes) <= groups * spec.held_buckets  # retired buckets left the Perspective table
+    if spec.kind == "pivot":
+        assert spec.held_buckets is not None and max(sizes) <= spec.held_buckets  # retired buckets left the table
+        left_out = sorted(set(pa.concat_tables(seen)[spec.group_by].to_pylist()) - set(spec.groups))
+        assert sorted(derived.groups_not_charted.get(spec.name, [])) == left_out
 
 
 def test_rows_older_than_the_held_buckets_are_ignored_and_counted() -> None:
-    spec = DerivedSpec("location_1s", "buckets", "location", ("voltage",), horizon_seconds=3.0)
+    spec = DerivedSpec("location_1s", "pivot", "location", ("voltage",), horizon_seconds=3.0, groups=LOCATIONS)
     derived = DerivedTables(METERS, "ms", (spec,))
     rng = np.random.default_rng(1)
     derived.apply(meters_batch(np.array([START_MS + 10_000]), np.array([0]), rng))
     (update,) = derived.apply(meters_batch(np.array([START_MS + 7_999, START_MS + 8_000]), np.array([0, 0]), rng))
     assert derived.rows_ignored == {"location_1s": 1}
-    assert update.rows[KEY_COLUMN].to_pylist() == [f"SanFrancisco|{(START_MS + 8_000) // 1000}"]
+    assert update.rows[SLOT_COLUMN].to_pylist() == [(START_MS + 8_000) // 1000 % 3]
 
 
 def test_a_late_row_updates_its_bucket_while_it_is_held() -> None:
-    spec = DerivedSpec(
-        "location_1s", "buckets", "location", ("voltage",), aggregates=("sum", "count"), horizon_seconds=5.0
-    )
+    spec = DerivedSpec("location_1s", "pivot", "location", ("voltage",), horizon_seconds=5.0, groups=LOCATIONS)
     derived = DerivedTables(METERS, "ms", (spec,))
     rng = np.random.default_rng(2)
     (first,) = derived.apply(meters_batch(np.array([START_MS, START_MS + 4_000]), np.array([0, 0]), rng))
     (late,) = derived.apply(meters_batch(np.array([START_MS + 500]), np.array([0]), rng))
-    assert late.rows[KEY_COLUMN].to_pylist() == [first.rows[KEY_COLUMN][0].as_py()]
-    assert late.rows["voltage_count"].to_pylist() == [2]
+    assert late.rows[SLOT_COLUMN].to_pylist() == [first.rows[SLOT_COLUMN][0].as_py()]
+    assert late.rows["SanFrancisco"][0].as_py() != first.rows["SanFrancisco"][0].as_py()  # the mean of both rows
     assert late.removed == []
 
 
 def test_retiring_a_bucket_removes_its_row_and_the_group_totals_drop_it() -> None:
     specs = (
-        DerivedSpec("location_1s", "buckets", "location", ("voltage",), horizon_seconds=2.0),
+        DerivedSpec("location_1s", "pivot", "location", ("voltage",), horizon_seconds=2.0, groups=LOCATIONS),
         DerivedSpec("by_location", "groups", "location", ("voltage",), aggregates=("count",), horizon_seconds=2.0),
     )
     derived = DerivedTables(METERS, "ms", specs)
     rng = np.random.default_rng(3)
     derived.apply(meters_batch(np.array([START_MS, START_MS + 1_000]), np.array([0, 1]), rng))
     buckets, groups = derived.apply(meters_batch(np.array([START_MS + 2_000]), np.array([0]), rng))
-    assert buckets.removed == [f"SanFrancisco|{START_MS // 1000}"]
+    # the new bucket takes the retired one's slot in the ring of two: overwritten, not removed
+    assert buckets.removed == [] and buckets.rows[SLOT_COLUMN].to_pylist() == [START_MS // 1000 % 2]
+    assert buckets.rows["LosAngeles"].to_pylist() == [None]  # the bucket's row is whole: no value of the old one
     assert groups.rows.to_pylist() == [{"location": "SanFrancisco", "voltage_count": 1}]
     assert groups.removed == []
-    _, groups = derived.apply(meters_batch(np.array([START_MS + 3_500]), np.array([0]), rng))
+    buckets, groups = derived.apply(meters_batch(np.array([START_MS + 4_500]), np.array([0]), rng))
+    # both held buckets retire; the new one takes the slot of one of them, the other's row goes
+    assert buckets.removed == [(START_MS // 1000 + 1) % 2]
     assert groups.removed == ["LosAngeles"]  # its only bucket retired: the group leaves the table
 
 
@@ -245,23 +282,37 @@ def test_a_column_with_only_nulls_in_a_group_has_null_aggregates_and_zero_count(
 
 
 def test_default_specs_follow_the_dataset() -> None:
-    groups, buckets = default_specs(METERS, "meters", bucket_seconds=1.0, horizon_seconds=300.0)
+    groups, chart = default_specs(METERS, "meters", LOCATIONS, bucket_seconds=1.0, horizon_seconds=300.0)
     assert (groups.name, groups.kind, groups.group_by, groups.columns) == (
         "meters_by_location",
         "groups",
         "location",
         VALUES,
     )
-    assert (buckets.name, buckets.kind, buckets.held_buckets) == ("meters_location_1s", "buckets", 300)
-    assert buckets.perspective_schema(METERS)["ts"] == "datetime"
+    assert (chart.name, chart.kind, chart.held_buckets, chart.columns) == (
+        "meters_location_1s",
+        "pivot",
+        300,
+        ("current",),
+    )
+    assert chart.perspective_schema(METERS) == {
+        "slot": "integer",
+        "ts": "datetime",
+        **dict.fromkeys(LOCATIONS, "float"),
+    }
     assert set(groups.perspective_schema(METERS)) == {"location", *(f"{c}_{a}" for c in VALUES for a in AGGREGATES)}
-    stock_groups, stock_buckets = default_specs(STOCKS, "stocks", bucket_seconds=0.5)
+    stock_groups, stock_chart = default_specs(STOCKS, "stocks", ["ACME"], bucket_seconds=0.5)
     assert "date" not in stock_groups.columns and "volume" in stock_groups.columns
-    assert stock_buckets.name == "stocks_ticker_500ms"
+    assert stock_chart.name == "stocks_ticker_500ms" and stock_chart.columns == (STOCKS.headline[0],)
+
+
+def test_a_group_value_named_like_the_time_or_slot_column_gets_the_tag_added() -> None:
+    spec = DerivedSpec("t", "pivot", "location", ("current",), groups=("ts", "slot", None, "x"))
+    assert spec.series_columns("ts") == ["ts (location)", "slot (location)", "(null)", "x"]
 
 
 def test_emitted_rows_have_exactly_the_declared_schema() -> None:
-    for spec in default_specs(METERS, "meters"):
+    for spec in default_specs(METERS, "meters", LOCATIONS):
         (update,) = DerivedTables(METERS, "ms", (spec,)).apply(random_batches(seed=7, count=1)[0])
         assert update.rows.column_names == list(spec.perspective_schema(METERS))
 
@@ -271,7 +322,8 @@ def test_emitted_rows_have_exactly_the_declared_schema() -> None:
     [
         ({"kind": "spectra"}, "kind must be"),
         ({"aggregates": ("median",)}, "aggregates must be among"),
-        ({"kind": "buckets", "horizon_seconds": None}, "needs horizon_seconds"),
+        ({"kind": "pivot", "horizon_seconds": None}, "needs horizon_seconds"),
+        ({"kind": "pivot", "columns": ("current", "voltage")}, "charts one value column"),
         ({"bucket_seconds": 0.0}, "bucket_seconds must be positive"),
         ({"horizon_seconds": 0.5}, "at least one bucket"),
     ],

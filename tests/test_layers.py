@@ -21,7 +21,7 @@ LAYERS: list[set[str]] = [
     {"generate"},
     {"stores"},
     {"schemaless", "seed", "produce", "pacing", "mqtt", "csvfiles"},
-    {"feed", "derived", "wake", "ops"},
+    {"feed", "derived", "wake", "ops", "batching"},
     {"dashboard", "web", "access", "history"},
     {"serve", "client"},
     {"lifecycle"},

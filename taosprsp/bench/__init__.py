@@ -30,7 +30,7 @@ Perspective client on the WebSocket on a thread of this process. A row's latency
 write call returned to the moment the client saw it:
 - `bare`: a view of the window table, `on_update(mode="row")`: its row delta arrived (matched by tbname
   and ts in ms);
-- `dashboard`: the default dashboard's panels as views (their configs from `dashboard_document`), each
+- `dashboard`: the default dashboard's panels as views (their configs from the served `dashboard.json`), each
   re-read on update as the browser does; seen at the end of the first round of re-reads whose latest-table
   view shows the row's subtable at its timestamp or later.
 Serve's CPU (`/proc/<pid>/stat`, user + system) over the seconds of writing is a percentage of one core.

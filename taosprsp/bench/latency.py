@@ -22,7 +22,6 @@ import pyarrow as pa
 from taosprsp.bench.serve_process import ServeProcess
 from taosprsp.bench.stages import Setup, epoch_ms, rounded
 from taosprsp.bench.watchers import DashboardWatcher, RowWatcher, empty_times
-from taosprsp.dashboard import dashboard_document
 from taosprsp.datasets import SUBTABLE_COLUMN, Dataset, Precision
 from taosprsp.produce import ProduceOptions, produce
 from taosprsp.seed import seed
@@ -109,8 +108,7 @@ def measure_latency(setup: Setup, mode: str, rate: int, client: Client = "bare")
         if client == "bare":
             watcher = RowWatcher(served.websocket, config.perspective_table, token)
         else:
-            panels = dashboard_document(config, dataset=setup.dataset)["panels"]
-            watcher = DashboardWatcher(served.websocket, token, panels, config.latest_table)
+            watcher = DashboardWatcher(served.websocket, token, served.dashboard()["panels"], config.latest_table)
         try:
             watcher.start()
             window_rows = served.stats()["tables"][config.perspective_table]

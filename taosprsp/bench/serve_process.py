@@ -83,8 +83,15 @@ class ServeProcess:
 
     def stats(self) -> dict[str, Any]:
         """The server's `/api/stats`."""
+        return self._get("api/stats")
+
+    def dashboard(self) -> dict[str, Any]:
+        """The dashboard document the server gives its page (`dashboard.json`): the panels over its tables."""
+        return self._get("dashboard.json")
+
+    def _get(self, path: str) -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {self.config.server.token}"} if self.config.server.token else {}
-        request = urllib.request.Request(self.url + "api/stats", headers=headers)
+        request = urllib.request.Request(self.url + path, headers=headers)
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.loads(response.read())
 

@@ -2,8 +2,8 @@
 
 - `bare`: one view of the window table with `on_update(mode="row")`; a row is seen when its row delta
   arrives. Rows are matched by (tbname, ts in ms).
-- `dashboard`: what a user sees. The views of the default dashboard's panels (their configs from
-  `dashboard_document`: the derived tables and the latest table), each re-read when it reports an update, as
+- `dashboard`: what a user sees. The views of the default dashboard's panels (their configs from the
+  served `dashboard.json`: the derived tables and the latest table), each re-read when it reports an update, as
   the browser does (a grid its first `GRID_ROWS` rows, a chart all of it; the latest panel all of it, so that
   every subtable can be seen), each on its own as a browser's viewers do (updates during a read: one more
   read after it). A row is seen when a read of the latest-table view first shows its subtable at its

@@ -6,8 +6,11 @@ of raw rows into a few small tables that the panels view directly:
 
 - `groups`: one row per group (e.g. per `location`) with sum, count, min, max and mean of each value
   column, over the last `horizon_seconds` (or since the feed started when the horizon is None);
-- `buckets`: one row per time bucket and group, for line charts; buckets older than the horizon are
-  retired (removed from the Perspective table), so the table holds horizon/bucket rows per group.
+- `pivot`: one row per time bucket with a column per group value, the mean of one column, for line charts
+  (a chart grouped by time alone costs a third of one also split by group, per update); buckets older than
+  the horizon are retired, so the table holds horizon/bucket rows. The group values are fixed when the table
+  is made (serve takes those its store holds): rows of a value that comes later are in the `groups` table
+  but not charted until serve restarts (`/api/stats` lists such values).
 
 Both fold a batch columnar (numpy over the batch's rows), then merge the few (group, bucket) partials it
 produced into a small state. A row whose bucket is still held updates it, even when it comes late; a row
@@ -22,8 +25,8 @@ A `DerivedSpec` is the single extension point. A new kind (a filter, a spectrum)
 1. its name in `DerivedKind`, and the checks of its parameters in `DerivedSpec.__post_init__` (`specs`);
 2. a state class beside `AggregateState` (`aggregate`): `fold(rows)` takes a batch in the store layout (any order, late
    rows included) and returns what it touched and retired;
-3. a table class beside `AggregateTable` (`aggregate`): `project(touched, retired)` returns a `DerivedUpdate`, and its
-   schema in `DerivedSpec.perspective_schema`;
+3. a table class beside `AggregateTable` and `PivotTable` (`aggregate`): `project(touched, retired)` returns a
+   `DerivedUpdate`, and its schema in `DerivedSpec.perspective_schema`;
 4. a branch in `DerivedTables.__init__` (`tables`) that builds them, sharing a state between specs that fold alike;
 5. the spec added to `derived_specs` (`declare`), so that serve hosts it and a panel can name it.
 Nothing in the feed or serve changes: they host and push whatever `derived_specs` declares.
@@ -35,22 +38,22 @@ The signal operations declared in the config (`[operations.NAME]`, `taosprsp.ops
 
 from __future__ import annotations
 
-from taosprsp.derived.aggregate import AggregateState, AggregateTable
+from taosprsp.derived.aggregate import AggregateState, AggregateTable, PivotTable
 from taosprsp.derived.declare import (
-    buckets_table_name,
+    declared_groups,
     default_specs,
     derived_specs,
-    group_count,
     groups_table_name,
     operation_specs,
+    pivot_table_name,
 )
 from taosprsp.derived.specs import (
     AGGREGATES,
     DEFAULT_BUCKET_SECONDS,
     DEFAULT_HORIZON_SECONDS,
-    KEY_COLUMN,
     MAX_CHART_CELLS,
     OPERATION_KINDS,
+    SLOT_COLUMN,
     DerivedKind,
     DerivedSpec,
     numeric_columns,
@@ -62,9 +65,9 @@ __all__ = [
     "AGGREGATES",
     "DEFAULT_BUCKET_SECONDS",
     "DEFAULT_HORIZON_SECONDS",
-    "KEY_COLUMN",
     "MAX_CHART_CELLS",
     "OPERATION_KINDS",
+    "SLOT_COLUMN",
     "PREFILL_MAX_ROWS",
     "PREFILL_SLICE_ROWS",
     "AggregateState",
@@ -73,11 +76,12 @@ __all__ = [
     "DerivedSpec",
     "DerivedTables",
     "DerivedUpdate",
-    "buckets_table_name",
+    "PivotTable",
+    "declared_groups",
     "default_specs",
     "derived_specs",
-    "group_count",
     "groups_table_name",
     "numeric_columns",
     "operation_specs",
+    "pivot_table_name",
 ]

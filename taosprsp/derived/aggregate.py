@@ -1,7 +1,8 @@
-"""The `groups` and `buckets` kinds: sum/count/min/max/mean per (group, bucket), folded columnar batch by batch."""
+"""The `groups` and `pivot` kinds: sum/count/min/max/mean per (group, bucket), folded columnar batch by batch."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -9,21 +10,33 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from taosprsp.datasets import TICKS_PER_SECOND, Dataset
-from taosprsp.derived.specs import KEY_COLUMN, DerivedSpec, group_field_type
+from taosprsp.derived.specs import SLOT_COLUMN, DerivedSpec, group_field_type
 from taosprsp.derived.update import DerivedUpdate
+
+
+@dataclass(frozen=True)
+class FoldedPairs:
+    """One fold's aggregates of each (group, bucket) pair it touched, by the pair's slot, over every column."""
+
+    slots: np.ndarray
+    sums: np.ndarray
+    counts: np.ndarray
+    mins: np.ndarray
+    maxs: np.ndarray
 
 
 class AggregateState:
     """sum/count/min/max of value columns per held (group, bucket), folded in batch by batch.
 
     One slot per held pair, in numpy arrays indexed by slot (`group`, `bucket`, `live`, `sum`, ...); a
-    state without a horizon has a single bucket. Specs that agree on group, columns, bucket and horizon
-    share one state (the default grid and line chart do), so a batch is folded once for both.
+    state without a horizon has a single bucket. Specs that agree on group, bucket and horizon share one
+    state folding the columns any of them needs (the default grid and line chart do), so a batch is folded
+    once for both.
     """
 
-    def __init__(self, dataset: Dataset, precision: str, spec: DerivedSpec) -> None:
+    def __init__(self, dataset: Dataset, precision: str, spec: DerivedSpec, columns: tuple[str, ...]) -> None:
         self.group_by = spec.group_by
-        self.columns = spec.columns
+        self.columns = columns
         self.group_type, self.group_shown_as = group_field_type(dataset, spec.group_by)
         self.time_column = dataset.timestamp.name
         self.precision = precision
@@ -31,12 +44,14 @@ class AggregateState:
         self.held_buckets = spec.held_buckets
         self.newest_bucket: int | None = None
         self.rows_ignored = 0
+        self.last_fold: FoldedPairs | None = None
+        """What the last `fold` added, per (group, bucket) slot: tables that keep totals add it to theirs."""
         self.group_values: list[Any] = []
         self._group_array = pa.array([], self.group_type)
         self._codes: dict[Any, int] = {}
         self._slot_of: dict[tuple[int, int], int] = {}
         self._free: list[int] = []
-        width = len(spec.columns)
+        width = len(columns)
         self.group = np.zeros(0, np.int64)
         self.bucket = np.zeros(0, np.int64)
         self.live = np.zeros(0, bool)
@@ -62,6 +77,7 @@ class AggregateState:
         Retired slots are free for reuse by the next fold, but their group and bucket stay readable until then.
         """
         nothing = np.zeros(0, np.int64)
+        self.last_fold = None
         if rows.num_rows == 0:
             return nothing, nothing
         ts = rows[self.time_column].to_numpy()
@@ -112,6 +128,7 @@ class AggregateState:
                 np.minimum.at(mins[:, i], pair, values)
                 np.maximum.at(maxs[:, i], pair, values)
         slots = self._slots(codes[distinct // span], distinct % span + first)
+        self.last_fold = FoldedPairs(slots, sums, counts, mins, maxs)
         self.sum[slots] += sums
         self.count[slots] += counts
         self.min[slots] = np.minimum(self.min[slots], mins)
@@ -138,6 +155,11 @@ class AggregateState:
                 self.group[slot], self.bucket[slot] = pair
             slots[i] = slot
         return slots
+
+    def slots_of(self, value: Any, buckets: np.ndarray) -> np.ndarray:
+        """The slot of group `value` in each of `buckets`; -1 where it has none held."""
+        code = self._codes.get(value)
+        return np.asarray([self._slot_of.get((code, bucket), -1) for bucket in buckets.tolist()], np.int64)
 
     def _allocate(self) -> int:
         if not self._free:
@@ -179,63 +201,73 @@ class AggregateState:
 
 
 class AggregateTable:
-    """One `groups` or `buckets` table: what a fold changed in its state, as Perspective rows and removals."""
+    """One `groups` table: what a fold changed in its state, as Perspective rows and removals.
+
+    It keeps each group's totals over its held buckets: a fold adds what it folded, and a fold that retires
+    buckets (once per bucket width) recounts them from the held slots, which a min or max cannot do by
+    subtraction; so a batch costs in proportion to the pairs it touched, not to the buckets held.
+    """
 
     def __init__(self, spec: DerivedSpec, state: AggregateState) -> None:
         self.spec = spec
         self.state = state
+        self._at = [state.columns.index(name) for name in spec.columns]
+        """Where each of the spec's columns is among the state's."""
+        self._totals: FoldedPairs | None = None
+        """Per group code (`slots`: how many held slots it has), the aggregates of its held buckets."""
 
     def project(self, touched: np.ndarray, retired: np.ndarray) -> DerivedUpdate:
         state = self.state
-        if self.spec.kind == "buckets":
-            removed = self._keys(retired).to_pylist() if len(retired) else []
-            return DerivedUpdate(self.spec.name, self._bucket_rows(touched), removed)
+        if len(retired) or self._totals is None or len(state.group_values) > len(self._totals.slots):
+            self._totals = self._recount()
+        elif state.last_fold is not None:
+            self._add(state.last_fold)
         return self._group_update(np.union1d(state.group[touched], state.group[retired]))
 
-    def _keys(self, slots: np.ndarray) -> pa.Array:
-        groups = self.state.groups_array(self.state.group[slots]).cast(pa.string())
-        return pc.binary_join_element_wise(groups, pa.array(self.state.bucket[slots]).cast(pa.string()), "|")
+    def _recount(self) -> FoldedPairs:
+        state, at = self.state, self._at
+        groups, width = len(state.group_values), len(self._at)
+        live = np.flatnonzero(state.live)
+        group = state.group[live]
+        totals = FoldedPairs(
+            np.bincount(group, minlength=groups),
+            np.zeros((groups, width)),
+            np.zeros((groups, width), np.int64),
+            np.full((groups, width), np.inf),
+            np.full((groups, width), -np.inf),
+        )
+        np.add.at(totals.sums, group, state.sum[live][:, at])
+        np.add.at(totals.counts, group, state.count[live][:, at])
+        np.minimum.at(totals.mins, group, state.min[live][:, at])
+        np.maximum.at(totals.maxs, group, state.max[live][:, at])
+        return totals
 
-    def _bucket_rows(self, slots: np.ndarray) -> pa.Table:
-        state = self.state
-        prefix = {
-            KEY_COLUMN: self._keys(slots),
-            self.spec.group_by: state.groups_array(state.group[slots]),
-            state.time_column: pa.array(state.bucket[slots] * state.bucket_ticks, pa.int64()).cast(
-                pa.timestamp(state.precision)
-            ),
-        }
-        return self._output(prefix, state.sum[slots], state.count[slots], state.min[slots], state.max[slots])
+    def _add(self, folded: FoldedPairs) -> None:
+        """Add a fold that retired nothing: its slots are held, so their groups have held slots already."""
+        totals, at = self._totals, self._at
+        assert totals is not None
+        group = self.state.group[folded.slots]
+        np.add.at(totals.sums, group, folded.sums[:, at])
+        np.add.at(totals.counts, group, folded.counts[:, at])
+        np.minimum.at(totals.mins, group, folded.mins[:, at])
+        np.maximum.at(totals.maxs, group, folded.maxs[:, at])
+        np.maximum.at(totals.slots, group, 1)
 
     def _group_update(self, codes: np.ndarray) -> DerivedUpdate:
         """Rows of the groups in `codes` (their held buckets combined); groups left with none are removed."""
-        state = self.state
-        live = np.flatnonzero(state.live)
-        live = live[np.isin(state.group[live], codes)]
-        position = np.searchsorted(codes, state.group[live])  # `codes` is sorted
-        order = np.argsort(position, kind="stable")
-        live, position = live[order], position[order]
-        held = np.zeros(len(codes), bool)
-        if len(live):
-            # one reduction per aggregate over every column, at the first slot of each group
-            starts = np.flatnonzero(np.append(True, position[1:] != position[:-1]))
-            held[position[starts]] = True
-            sums = np.add.reduceat(state.sum[live], starts, axis=0)
-            counts = np.add.reduceat(state.count[live], starts, axis=0)
-            mins = np.minimum.reduceat(state.min[live], starts, axis=0)
-            maxs = np.maximum.reduceat(state.max[live], starts, axis=0)
-            rows = self._output({self.spec.group_by: state.groups_array(codes[held])}, sums, counts, mins, maxs)
-        else:
-            width = len(self.spec.columns)
-            nothing = np.zeros((0, width))
-            rows = self._output(
-                {self.spec.group_by: state.groups_array(codes[held])},
-                nothing,
-                nothing.astype(np.int64),
-                nothing,
-                nothing,
-            )
-        return DerivedUpdate(self.spec.name, rows, state.groups_array(codes[~held]).to_pylist())
+        totals = self._totals
+        assert totals is not None
+        held = totals.slots[codes] > 0
+        kept = codes[held]
+        group_values = self.state.groups_array
+        rows = self._output(
+            {self.spec.group_by: group_values(kept)},
+            totals.sums[kept],
+            totals.counts[kept],
+            totals.mins[kept],
+            totals.maxs[kept],
+        )
+        return DerivedUpdate(self.spec.name, rows, group_values(codes[~held]).to_pylist())
 
     def _output(
         self, prefix: dict[str, pa.Array], sums: np.ndarray, counts: np.ndarray, mins: np.ndarray, maxs: np.ndarray
@@ -255,3 +287,42 @@ class AggregateTable:
                 else:
                     columns[f"{name}_{aggregate}"] = pa.array(values[aggregate], pa.float64(), mask=mask)
         return pa.table(columns)
+
+
+class PivotTable:
+    """One `pivot` table: a row per held bucket, in the ring slot `bucket % held_buckets`, with the mean of the
+    spec's column for each of its group values (null where the bucket has none)."""
+
+    def __init__(self, spec: DerivedSpec, state: AggregateState) -> None:
+        assert spec.held_buckets is not None, "DerivedSpec checks that a pivot table has a horizon"
+        self.spec = spec
+        self.state = state
+        self.ring = spec.held_buckets
+        self._at = state.columns.index(spec.columns[0])
+        self._series = spec.series_columns(state.time_column)
+
+    @property
+    def groups_not_charted(self) -> list[Any]:
+        """Group values folded so far that have no column (they came after the table was declared)."""
+        charted = set(self.spec.groups)
+        return [value for value in self.state.group_values if value not in charted]
+
+    def project(self, touched: np.ndarray, retired: np.ndarray) -> DerivedUpdate:
+        state = self.state
+        buckets = np.unique(state.bucket[touched])
+        removed = set((np.unique(state.bucket[retired]) % self.ring).tolist()) - set((buckets % self.ring).tolist())
+        columns: dict[str, pa.Array] = {
+            SLOT_COLUMN: pa.array(buckets % self.ring, pa.int32()),
+            state.time_column: pa.array(buckets * state.bucket_ticks, pa.int64()).cast(pa.timestamp(state.precision)),
+        }
+        # a row per charted group, a column per touched bucket: -1 where the group has no slot in the bucket
+        shape = (len(self.spec.groups), len(buckets))
+        slots = np.array([state.slots_of(value, buckets) for value in self.spec.groups], np.int64).reshape(shape)
+        found = slots >= 0
+        counts = np.where(found, state.count[slots, self._at], 0)
+        sums = np.where(found, state.sum[slots, self._at], 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means = sums / counts
+        for name, mean, empty in zip(self._series, means, counts == 0, strict=True):
+            columns[name] = pa.array(mean, pa.float64(), mask=empty)  # no rows in the bucket, or only nulls
+        return DerivedUpdate(self.spec.name, pa.table(columns), sorted(removed))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from taosprsp.config import Config, format_duration
 from taosprsp.datasets import SUBTABLE_COLUMN, Dataset
 from taosprsp.derived.specs import (
@@ -20,7 +23,7 @@ def groups_table_name(table: str, group_by: str) -> str:
     return f"{table}_by_{group_by}"
 
 
-def buckets_table_name(table: str, group_by: str, bucket_seconds: float) -> str:
+def pivot_table_name(table: str, group_by: str, bucket_seconds: float) -> str:
     width = f"{bucket_seconds:g}s" if bucket_seconds >= 1 else f"{bucket_seconds * 1000:g}ms"
     return f"{table}_{group_by}_{width}"
 
@@ -28,15 +31,18 @@ def buckets_table_name(table: str, group_by: str, bucket_seconds: float) -> str:
 def default_specs(
     dataset: Dataset,
     table: str,
+    groups: Sequence[Any],
     bucket_seconds: float = DEFAULT_BUCKET_SECONDS,
     horizon_seconds: float = DEFAULT_HORIZON_SECONDS,
 ) -> tuple[DerivedSpec, ...]:
-    """The derived tables the default dashboard views: per-group aggregates and per-bucket, per-group ones.
+    """The derived tables the default dashboard views: per-group aggregates of every numeric column, and the mean
+    of the first headline column per bucket with a column per value of `groups`, for the line chart.
 
     Both cover the same horizon, so the grid and the line chart describe the same span of time.
     """
     columns = numeric_columns(dataset)
     group = dataset.group_tag
+    charted = next((name for name in dataset.headline if name in columns), columns[0])
     return (
         DerivedSpec(
             groups_table_name(table, group),
@@ -47,46 +53,53 @@ def default_specs(
             horizon_seconds=horizon_seconds,
         ),
         DerivedSpec(
-            buckets_table_name(table, group, bucket_seconds),
-            "buckets",
+            pivot_table_name(table, group, bucket_seconds),
+            "pivot",
             group,
-            columns,
+            (charted,),
             bucket_seconds=bucket_seconds,
             horizon_seconds=horizon_seconds,
+            groups=tuple(groups),
         ),
     )
 
 
-def group_count(dataset: Dataset, tables: int) -> int:
-    """How many groups `tables` subtables of `dataset` fall into, by the group tag's declared values."""
+def declared_groups(dataset: Dataset, tables: int) -> list[Any]:
+    """The group tag's values of `tables` subtables of `dataset` as declared (their names when it groups by
+    subtable), in order of first appearance."""
     if dataset.group_tag == SUBTABLE_COLUMN:
-        return tables
-    return len(set(dataset.field(dataset.group_tag).tag_values(tables).to_pylist()))
+        return list(dataset.subtable_names(tables))
+    return list(dict.fromkeys(dataset.field(dataset.group_tag).tag_values(tables).to_pylist()))
 
 
-def derived_specs(config: Config, dataset: Dataset) -> tuple[DerivedSpec, ...]:
+def derived_specs(config: Config, dataset: Dataset, groups: Sequence[Any] | None = None) -> tuple[DerivedSpec, ...]:
     """The derived tables `serve` hosts and the default dashboard views: `default_specs` at `server.bucket` and
     `server.horizon` (none for a dataset without a numeric column), and one table per declared operation
     (`operation_specs`).
 
-    The line chart over the buckets table draws at most `MAX_CHART_CELLS` points (buckets x groups). A horizon
+    `groups`: the group tag's values the line chart draws a series of (serve passes those its store holds);
+    by default those of `dataset.tables` subtables as declared (`declared_groups`).
+
+    The line chart over the pivot table draws at most `MAX_CHART_CELLS` points (buckets x groups). A horizon
     set in the config that passes it is refused (ConfigError); the default one is shortened to fit.
     """
     operations = operation_specs(config, dataset)
     if not numeric_columns(dataset):
         return operations
     bucket, horizon = config.server.bucket, config.server.horizon
-    groups = group_count(dataset, config.dataset.tables)
-    fits = bucket * max(1, MAX_CHART_CELLS // groups)
+    if groups is None:
+        groups = declared_groups(dataset, config.dataset.tables)
+    series = max(1, len(groups))
+    fits = bucket * max(1, MAX_CHART_CELLS // series)
     chosen = [key for key in ("server.horizon", "server.bucket") if key in config.origins]
     if horizon > fits and not chosen:
         horizon = fits
-    specs = default_specs(dataset, config.perspective_table, bucket, horizon)
-    cells = max(spec.held_buckets or 1 for spec in specs) * groups
+    specs = default_specs(dataset, config.perspective_table, groups, bucket, horizon)
+    cells = max(spec.held_buckets or 1 for spec in specs) * series
     if cells > MAX_CHART_CELLS and chosen:
         where = ", ".join(f"{key} in {config.origins[key]}" for key in chosen)
         raise ConfigError(
-            f"{where}: {format_duration(horizon)} of {format_duration(bucket)} buckets x {groups} "
+            f"{where}: {format_duration(horizon)} of {format_duration(bucket)} buckets x {series} "
             f"{dataset.group_tag} values = {cells:,} points, more than the line chart draws ({MAX_CHART_CELLS:,}); "
             f"use a horizon of at most {format_duration(fits)} or wider buckets"
         )

@@ -7,7 +7,7 @@ from typing import Any
 import pyarrow as pa
 
 from taosprsp.datasets import Dataset
-from taosprsp.derived.aggregate import AggregateState, AggregateTable
+from taosprsp.derived.aggregate import AggregateState, AggregateTable, PivotTable
 from taosprsp.derived.specs import DerivedSpec, check_spec
 from taosprsp.derived.update import DerivedUpdate
 from taosprsp.errors import ConfigError
@@ -27,18 +27,24 @@ class DerivedTables:
         names = [spec.name for spec in specs]
         if len(set(names)) != len(names):
             raise ConfigError(f"derived tables: names must be unique, got {', '.join(names)}")
-        states: dict[tuple, AggregateState] = {}
-        self.tables: list[AggregateTable] = []
+        aggregated = [spec for spec in specs if spec.operation is None]
+        for spec in aggregated:
+            check_spec(spec, dataset)
+        # specs that bucket alike share one state, folding every column any of them names
+        alike: dict[tuple, list[DerivedSpec]] = {}
+        for spec in aggregated:
+            alike.setdefault(_fold_key(spec), []).append(spec)
+        states = {
+            key: AggregateState(dataset, precision, group[0], tuple(dict.fromkeys(c for s in group for c in s.columns)))
+            for key, group in alike.items()
+        }
+        self.tables: list[AggregateTable | PivotTable] = [
+            (PivotTable if spec.kind == "pivot" else AggregateTable)(spec, states[_fold_key(spec)])
+            for spec in aggregated
+        ]
         operations = [(spec.name, spec.operation) for spec in specs if spec.operation is not None]
         self.operations = OperationTables(dataset, precision, operations) if operations else None
         """The declared signal operations, run together on each batch."""
-        for spec in specs:
-            if spec.operation is not None:
-                continue
-            check_spec(spec, dataset)
-            shared = (spec.group_by, spec.columns, spec.held_buckets and spec.bucket_seconds, spec.held_buckets)
-            state = states.setdefault(shared, AggregateState(dataset, precision, spec))
-            self.tables.append(AggregateTable(spec, state))
         self.states = list(states.values())
         self.specs = specs
         self.dataset = dataset
@@ -81,6 +87,15 @@ class DerivedTables:
             starts.append((newest_bucket - state.held_buckets + 1) * state.bucket_ticks)
         return min(starts) if starts else None
 
+    @property
+    def groups_not_charted(self) -> dict[str, list[Any]]:
+        """Per pivot table, the group values seen that have no column of theirs (they came after it was made)."""
+        return {
+            table.spec.name: table.groups_not_charted
+            for table in self.tables
+            if isinstance(table, PivotTable) and table.groups_not_charted
+        }
+
     def operation_stats(self) -> dict[str, Any]:
         """For `/api/stats`: samples the operations left out as late, and spectrum windows not evenly spaced."""
         if self.operations is None:
@@ -99,3 +114,8 @@ class DerivedTables:
         if self.operations is not None:
             ignored.update(dict.fromkeys(self.operations.names, self.operations.samples_ignored))
         return ignored
+
+
+def _fold_key(spec: DerivedSpec) -> tuple:
+    """What specs whose tables can share one `AggregateState` have in common: group, bucket width and horizon."""
+    return (spec.group_by, spec.held_buckets and spec.bucket_seconds, spec.held_buckets)
