@@ -48,6 +48,9 @@ def perspective_arrow(dataset: Dataset, table: pa.Table, precision: Precision) -
             if column.type != target:
                 # unsafe: a BIGINT beyond 2^53 becomes the nearest float, a date drops its time of day
                 column = pc.cast(column, target, safe=False)
+        if pa.types.is_string(column.type):
+            # Perspective interns each distinct string once, not each row's: a fifth off a window update
+            column = pc.dictionary_encode(column)
         columns.append(column)
     return pa.table(columns, names=table.column_names)
 
@@ -228,37 +231,84 @@ class Feed:
         slots = (first + np.arange(kept.num_rows, dtype=np.int64)) % self.limit
         return kept.add_column(0, RING_COLUMN, pa.array(slots.astype(np.int32)))
 
-    def poll(
-        self,
-        store: Store,
-        interval: float,
-        stop: threading.Event,
-        wake: StoreWatcher | None = None,
-        min_interval: float = 0.0,
-    ) -> None:
-        """Read what the store took since the last read until `stop`: as soon as `wake` sees another process
-        commit, but not sooner than `min_interval` (at most `interval`) after the last read began, and every
-        `interval` seconds when no commit came (`wake.interrupt()` ends a wait at once).
-
-        `min_interval` reads commits that come faster together: each read costs a Perspective update of every
-        table and a re-read by every open view, whatever it holds.
-        """
+    def poll(self, store: Store, pacing: Pacing, stop: threading.Event, wake: StoreWatcher | None = None) -> None:
+        """Read what the store took since the last read until `stop`, and apply it as `pacing` says: reads as soon
+        as `wake` sees another process commit, but not sooner than `pacing.min_interval` (at most
+        `pacing.interval`) after the last read began, and every `pacing.interval` seconds when no commit came
+        (`wake.interrupt()` ends a wait at once)."""
+        gathered = Gathered(pacing)
         while not stop.is_set():
             started = time.perf_counter()
             try:
-                self.apply(store.read_new(self.dataset, self.watermark), only_newer=False)
+                gathered.add(store.read_new(self.dataset, self.watermark), started)
+                if gathered.due(started):
+                    self.apply(gathered.take(), only_newer=False)
             except Exception as exc:  # the feed outlives a store hiccup; the stats show it
                 self.stats.errors += 1
                 self.stats.last_error = str(exc)
+            timeout = gathered.wait_at_most(time.perf_counter(), pacing.interval)
             if wake is None:
-                stop.wait(max(0.0, interval - (time.perf_counter() - started)))
-            elif wake.wait(interval):
+                stop.wait(max(0.0, min(timeout, pacing.interval - (time.perf_counter() - started))))
+            elif wake.wait(timeout):
                 self.stats.wakes += 1
-                stop.wait(max(0.0, min(min_interval, interval) - (time.perf_counter() - started)))
+                stop.wait(max(0.0, min(pacing.min_interval, pacing.interval) - (time.perf_counter() - started)))
 
-    def follow(self, batches: Iterable[pa.Table], stop: threading.Event) -> None:
-        """Apply pushed batches (a TMQ subscription) until `stop` or the iterable ends."""
+    def follow(self, batches: Iterable[pa.Table], stop: threading.Event, pacing: Pacing | None = None) -> None:
+        """Apply pushed batches (a TMQ subscription) until `stop` or the iterable ends, gathered as `pacing` says
+        (an empty batch, which a subscription yields after a poll that brought nothing, applies what is due)."""
+        gathered = Gathered(pacing or Pacing())
         for batch in batches:
             if stop.is_set():
-                break
-            self.apply(batch)
+                return
+            now = time.perf_counter()
+            gathered.add(batch, now)
+            if gathered.due(now):
+                self.apply(gathered.take())
+        if gathered.rows:
+            self.apply(gathered.take())
+
+
+@dataclass(frozen=True)
+class Pacing:
+    """How often the feed reads and applies (`[server]` interval, min_interval, gather_rows, max_delay).
+
+    Each apply costs about the same whatever it carries (a Perspective update of every table, a re-read by
+    every open view), so a few rows wait for more: rows are applied once `gather_rows` have come, or once the
+    first of them has waited `max_delay`, and never sooner than `min_interval` after the last read began.
+    """
+
+    interval: float = 0.1
+    min_interval: float = 0.0
+    gather_rows: int = 1
+    max_delay: float = 0.0
+
+
+class Gathered:
+    """Rows read or pushed but not applied yet, and when they are due."""
+
+    def __init__(self, pacing: Pacing) -> None:
+        self.pacing = pacing
+        self.rows = 0
+        self._batches: list[pa.Table] = []
+        self._since = 0.0
+
+    def add(self, batch: pa.Table, now: float) -> None:
+        if batch.num_rows:
+            if not self._batches:
+                self._since = now
+            self._batches.append(batch)
+            self.rows += batch.num_rows
+
+    def due(self, now: float) -> bool:
+        return self.rows > 0 and (self.rows >= self.pacing.gather_rows or now - self._since >= self.pacing.max_delay)
+
+    def take(self) -> pa.Table:
+        rows = self._batches[0] if len(self._batches) == 1 else pa.concat_tables(self._batches)
+        self._batches, self.rows = [], 0
+        return rows
+
+    def wait_at_most(self, now: float, interval: float) -> float:
+        """How long the feed may wait for the next commit: until the rows held are due, else `interval`."""
+        if not self.rows:
+            return interval
+        return max(0.0, min(interval, self._since + self.pacing.max_delay - now))

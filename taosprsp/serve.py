@@ -33,7 +33,7 @@ from taosprsp.dashboard import dashboard_document
 from taosprsp.datasets import SUBTABLE_COLUMN, Dataset
 from taosprsp.derived import DerivedTables, declared_groups, derived_specs
 from taosprsp.errors import STOP_SIGNALS, ConfigError, TaosprspError
-from taosprsp.feed import RING_COLUMN, Feed, window_schema
+from taosprsp.feed import RING_COLUMN, Feed, Pacing, window_schema
 from taosprsp.history import HISTORY_PATH, history_document, open_history
 from taosprsp.stores import ResolvedKind, Store, TDengineStore, dataset_for, open_store, resolve_kind
 from taosprsp.stores.tmq import subscribe
@@ -85,11 +85,17 @@ def make_tables(
     return window, latest
 
 
+def feed_pacing(config: Config) -> Pacing:
+    """How often the feed reads and applies, from `[server]`."""
+    server = config.server
+    return Pacing(server.interval, server.min_interval, server.gather_rows, server.max_delay)
+
+
 def charted_groups(store: Store, dataset: Dataset, config: Config) -> list[Any]:
     """The group tag's values the line chart draws a series of: those of the subtables `store` holds, after
     those of the configured subtables when `dataset` is the declared one (a producer will write them)."""
     held = store.existing_subtables(dataset)[dataset.group_tag].to_pylist()
-    declared = declared_groups(dataset, config.dataset.tables) if dataset is config.declared_dataset else []
+    declared = declared_groups(dataset, config.dataset.tables) if dataset == config.declared_dataset else []
     return list(dict.fromkeys([*declared, *held]))
 
 
@@ -327,15 +333,14 @@ class LiveServer:
             with subscribe(store, self.dataset, self.config.consumer_group, self.stop_event) as subscription:
                 self.feed.load_snapshot(store, limit)
                 self._feed_ready.set()
-                self.feed.follow(subscription, self.stop_event)
+                self.feed.follow(subscription, self.stop_event, feed_pacing(self.config))
         else:
             # watching before the snapshot: a commit after it wakes the first wait
             self._watcher = self._watch_store()
             try:
                 self.feed.load_snapshot(store, limit)
                 self._feed_ready.set()
-                server = self.config.server
-                self.feed.poll(store, server.interval, self.stop_event, self._watcher, server.min_interval)
+                self.feed.poll(store, feed_pacing(self.config), self.stop_event, self._watcher)
             finally:
                 if self._watcher is not None:
                     self._watcher.close()

@@ -22,7 +22,7 @@ from taosprsp.config import Config
 from taosprsp.datasets import METERS, STOCKS
 from taosprsp.feed import perspective_arrow
 from taosprsp.seed import seed
-from taosprsp.serve import LiveServer
+from taosprsp.serve import LiveServer, charted_groups
 from taosprsp.stores import Watermark, open_store
 from taosprsp.web import missing_assets, viewer_dir
 
@@ -240,3 +240,16 @@ def test_viewer_command_serves_the_dashboard_against_a_given_server(config: Conf
         viewer.wait(timeout=10)
     assert document["websocket"] == "ws://127.0.0.9:8080/websocket"
     assert b"dashboard.js" in page
+
+
+def test_the_chart_draws_the_configured_groups_then_those_the_store_holds(config: Config, store) -> None:
+    seed(store, METERS, 3, "ms", rows=30, span_seconds=10)
+    held = METERS.field("location").tag_values(3).to_pylist()
+    declared = list(dict.fromkeys(METERS.field("location").tag_values(12).to_pylist()))
+    assert held == declared[:3] and len(declared) == 10
+    # the producer will write the configured subtables: their groups are charted before they have rows
+    assert charted_groups(store, METERS, config.replace(dataset={"tables": 12})) == declared
+    assert charted_groups(store, METERS, config.replace(dataset={"tables": 1})) == held
+    # a table the config does not declare: only what the store holds (made-up tag values would be empty series)
+    other = config.replace(dataset={"name": "stocks", "stable": config.stable})
+    assert charted_groups(store, METERS, other) == held

@@ -60,6 +60,7 @@ def validate(config: Config) -> None:
     positive = {
         "dataset.tables": config.dataset.tables,
         "server.limit": config.server.limit,
+        "server.gather_rows": config.server.gather_rows,
         "history.rows": config.history.rows,
         "history.groups": config.history.groups,
         "history.columns": config.history.columns,

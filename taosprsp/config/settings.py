@@ -105,6 +105,11 @@ class ServerSettings:
     min_interval: Duration = 0.02
     """With `wake`: the least time between two reads (at most `interval`), so that commits coming faster are read
     together."""
+    gather_rows: int = 100
+    """The feed applies rows to the Perspective tables once this many have come, or once the first has waited
+    `max_delay`: every apply costs about the same (an update of every table, a re-read by every view), so a
+    trickle of rows is applied in fewer, larger steps."""
+    max_delay: Duration = 0.04
     limit: int = 100_000
     bucket: Duration = 1.0
     """Width of the time buckets of the derived tables the dashboard's line chart views."""

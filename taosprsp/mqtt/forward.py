@@ -125,7 +125,7 @@ def new_rows(
         with subscribe(store, dataset, group, stop) as subscription:
             if on_ready is not None:
                 on_ready()
-            yield from subscription
+            yield from (batch for batch in subscription if batch.num_rows)
         return
     watermark = store.snapshot(dataset, 0).watermark
     if on_ready is not None:

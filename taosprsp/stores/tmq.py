@@ -86,9 +86,10 @@ def release_group(store: TDengineStore, topic: str, group: str) -> None:
 
 class Subscription:
     """A consumer of the feed's topic in consumer group `group`: iterating it yields the batches TDengine
-    pushes until `stop` is set. `close` (or leaving a `with` block) closes the consumer and drops the group
-    unless another consumer is in it; a group that cannot be dropped then (the server went away) is dropped
-    by the next serve that claims it, or by `taosprsp db purge`."""
+    pushes until `stop` is set, and an empty batch after each poll that brought nothing. `close` (or leaving
+    a `with` block) closes the consumer and drops the group unless another consumer is in it; a group that
+    cannot be dropped then (the server went away) is dropped by the next serve that claims it, or by
+    `taosprsp db purge`."""
 
     def __init__(
         self, store: TDengineStore, dataset: Dataset, group: str, stop: threading.Event, poll_seconds: float
@@ -119,11 +120,10 @@ class Subscription:
         while not self.stop.is_set():
             with driver_errors(f"the consumer of topic {self.topic} failed"):
                 message = self._consumer.poll(timeout=self.poll_seconds)
-            if message is None:
-                self.stop.wait(IDLE_SECONDS)
-                continue
-            rows = [row for block in message for row in block]
+            rows = [] if message is None else [row for block in message for row in block]
             if not rows:
+                self.stop.wait(IDLE_SECONDS)
+                yield schema.empty_table()  # the feed applies rows it held back once they are due
                 continue
             columns = list(zip(*rows, strict=True))
             arrays = [
