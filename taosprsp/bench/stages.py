@@ -21,9 +21,9 @@ from functools import partial
 from typing import Literal
 
 import numpy as np
-import perspective
 import pyarrow as pa
 
+from taosprsp.batching import UpdateBatcher
 from taosprsp.config import BenchSettings, Config
 from taosprsp.datasets import TICKS_PER_SECOND, Dataset, Precision, now_ticks
 from taosprsp.derived import DerivedTables, derived_specs
@@ -268,11 +268,12 @@ class Throughput:
         no view attached."""
         setup, rows = self.setup, self.rows
         chunks = [rows.slice(start, setup.chunk) for start in range(0, rows.num_rows, setup.chunk)]
-        client = perspective.Server().new_local_client()
+        batcher = UpdateBatcher()
+        client = batcher.new_local_client()
         window, latest = make_tables(client, setup.dataset)
         derived = DerivedTables(setup.dataset, setup.precision, derived_specs(setup.config, setup.dataset))
         derived.host(client)
-        feed = Feed(setup.dataset, setup.precision, window, latest, setup.config.server.limit, derived)
+        feed = Feed(setup.dataset, setup.precision, window, latest, setup.config.server.limit, derived, batcher.batch)
         started = time.perf_counter()
         for chunk in chunks:
             feed.apply(chunk, only_newer=False)  # the read selected them, as `Store.read_new` does
