@@ -413,6 +413,20 @@ def test_an_undeclared_csv_gets_an_inferred_schema(tmp_path: Path) -> None:
     assert [f.name for f in dataset.tags] == ["note"]
 
 
+def test_a_csv_without_tags_imports_into_the_embedded_store_and_is_refused_by_name_for_tdengine(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "plain.csv"
+    path.write_text("tbname,ts,temp\ns1,2024-05-01T00:00:00Z,1.5\ns2,2024-05-01T00:00:01Z,2.5\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["--store", "embedded", "--json", "import", "csv", str(path)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["rows_written"] == 2
+    dataset = infer_dataset(path, "plain", CsvOptions())
+    assert dataset.tags == ()
+    with pytest.raises(ConfigError, match="needs at least one tag.*--tag COLUMN"):
+        dataset.create_stable_sql("db", "plain")
+
+
 def test_import_and_export_commands(tmp_path: Path) -> None:
     path = tmp_path / "readings.csv"
     path.write_text(READINGS, encoding="utf-8")

@@ -223,7 +223,13 @@ class Dataset:
         return schema
 
     def create_stable_sql(self, database: str, stable: str) -> str:
-        """`CREATE STABLE IF NOT EXISTS` for this dataset under validated names."""
+        """`CREATE STABLE IF NOT EXISTS` for this dataset under validated names; ConfigError for a dataset without
+        a tag, which a TDengine super table must have (the embedded store takes one)."""
+        if not self.tags:
+            raise ConfigError(
+                f"dataset {self.name}: a TDengine super table needs at least one tag; declare one under tags "
+                "(import csv: --tag COLUMN)"
+            )
         columns = ", ".join(f"`{f.name}` {f.tdengine_type()}" for f in self.columns)
         tags = ", ".join(f"`{f.name}` {f.tdengine_type()}" for f in self.tags)
         return f"CREATE STABLE IF NOT EXISTS `{identifier(database)}`.`{identifier(stable)}` ({columns}) TAGS ({tags})"
